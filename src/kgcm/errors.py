@@ -1,0 +1,39 @@
+"""Exceptions raised by kgcm.
+
+Every error says what was expected, what was received, and how to fix it.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+__all__ = [
+    "ConfigError",
+    "InputError",
+    "KgcmError",
+    "NotFittedError",
+    "did_you_mean",
+]
+
+
+class KgcmError(Exception):
+    """Base class of every error kgcm raises on purpose."""
+
+
+class InputError(KgcmError, ValueError):
+    """Arrays or datasets of the wrong shape, dtype or content."""
+
+
+class ConfigError(KgcmError, ValueError):
+    """A config file or parameter set that cannot be used as given."""
+
+
+class NotFittedError(KgcmError, RuntimeError):
+    """An estimator was used before ``fit``."""
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """Return ``" Did you mean 'x'?"`` for the closest choice, or ``""``."""
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f" Did you mean {close[0]!r}?" if close else ""

@@ -1,0 +1,73 @@
+"""Estimators behind one contract, and their registry.
+
+``make_estimator(name, **params)`` builds one by name; ``list_estimators()`` lists the names;
+``load(path)`` reads a saved estimator back. Modules are imported on first use, so importing
+kgcm stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+from typing import Any
+
+from kgcm.errors import ConfigError, InputError, did_you_mean
+
+__all__ = ["estimator_class", "list_estimators", "load", "make_estimator"]
+
+#: name -> "module:Class"
+_REGISTRY: dict[str, str] = {
+    "kgcm-vae": "kgcm.estimators.kgcm_vae:KGCMVAE",
+    "zero-effect": "kgcm.estimators.zero_effect:ZeroEffect",
+}
+
+
+def estimator_class(name: str) -> type:
+    """The class registered under ``name``."""
+    if name not in _REGISTRY:
+        raise ConfigError(
+            f"unknown estimator {name!r}; registered: {sorted(_REGISTRY)}."
+            f"{did_you_mean(name, _REGISTRY)}"
+        )
+    module, cls = _REGISTRY[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def list_estimators(**tags: bool) -> list[str]:
+    """Registered names, optionally only those whose tags match (``intervals=True``)."""
+    names = sorted(_REGISTRY)
+    if not tags:
+        return names
+    return [n for n in names if all(estimator_class(n).tags.get(k) == v for k, v in tags.items())]
+
+
+def make_estimator(name: str, **params: Any) -> Any:
+    """Build a registered estimator; unknown parameters are refused with the valid ones."""
+    cls = estimator_class(name)
+    valid = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    for key in params:
+        if key not in valid:
+            raise ConfigError(
+                f"estimator {name!r} has no parameter {key!r}; valid: {valid}."
+                f"{did_you_mean(key, valid)}"
+            )
+    return cls(**params)
+
+
+def load(path: str | os.PathLike[str]) -> Any:
+    """Read an estimator written by ``save``."""
+    import torch
+
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:
+        raise InputError(
+            f"{os.fspath(path)!r} is not a readable kgcm estimator file ({exc.__class__.__name__}: "
+            f"{exc}); it may be truncated or from another program. Save it again with est.save()."
+        ) from exc
+    if not isinstance(payload, dict) or payload.get("format") != "kgcm-estimator":
+        raise InputError(f"{os.fspath(path)!r} is not a kgcm estimator file.")
+    return estimator_class(payload["estimator"])._from_payload(payload)

@@ -1,0 +1,398 @@
+r"""The estimator contract shared by KGCM-VAE and every baseline.
+
+Shapes are named by dimension:
+
+- ``Y``: outcome, ``(n_units, n_steps)``
+- ``T``: continuous treatment, ``(n_units, n_steps)`` (binary treatments are floats 0/1)
+- ``X``: covariates, ``(n_units, n_steps, n_features)``; static data is ``n_steps = 1``
+
+.. code-block:: python
+
+    est = kgcm.KGCMVAE(seed=0).fit(Y, T, X=X)      # returns self
+    est.predict(X, T)                               # (n_units, n_steps) outcome under path T
+    est.effect(X, T0=T0, T1=T1)                     # (n_units, n_steps): Y_t(T1) - Y_t(T0)
+    est.effect_interval(X, T0=T0, T1=T1, alpha=0.05)
+    est.save("model.kgcm"); kgcm.load("model.kgcm")
+
+Following scikit-learn, ``__init__`` stores settings only; ``fit`` validates, fits the scalers
+and the model, and sets fitted attributes ending in ``_``. A subclass implements ``_fit``,
+``_predict`` and, where it has uncertainty, ``_effect_draws``; it declares its capabilities in
+``tags`` (these drive the conformance tests).
+"""
+
+from __future__ import annotations
+
+import inspect
+import io
+import os
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import xarray as xr
+
+from kgcm._io import atomic_write_bytes
+from kgcm.errors import InputError, NotFittedError
+
+__all__ = ["BaseEstimator", "Standardizer", "ValidatedData", "validate_inputs"]
+
+FORMAT = "kgcm-estimator"
+FORMAT_VERSION = 1
+
+
+# --------------------------------------------------------------------------------------------
+# Input validation
+
+
+@dataclass(frozen=True)
+class ValidatedData:
+    """Arrays checked for shape, dtype and finiteness (float64 copies)."""
+
+    Y: np.ndarray | None  # (n_units, n_steps)
+    T: np.ndarray  # (n_units, n_steps)
+    X: np.ndarray  # (n_units, n_steps, n_features); n_features may be 0
+    feature_names: tuple[str, ...] | None
+
+
+def _as_float_array(value: Any, name: str, ndim: int, hint: str) -> np.ndarray:
+    if isinstance(value, xr.DataArray):
+        value = value.values
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:  # pragma: no cover - defensive
+        raise InputError(f"{name} could not be turned into an array: {exc}") from exc
+    if arr.dtype == bool:
+        arr = arr.astype(np.float64)
+    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+        raise InputError(f"{name} must hold numbers; got dtype {arr.dtype}.")
+    if arr.ndim != ndim:
+        raise InputError(f"{name} must have {ndim} dimensions {hint}; got shape {arr.shape}.")
+    arr = arr.astype(np.float64)
+    if not np.all(np.isfinite(arr)):
+        bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+        raise InputError(
+            f"{name} holds {bad} NaN or infinite values of {arr.size}; estimators need complete "
+            f"arrays. Drop the affected units, fill gaps (e.g. interpolate along time), or mask "
+            f"land cells before building sequences."
+        )
+    return arr
+
+
+def _feature_names_of(X: Any) -> tuple[str, ...] | None:
+    if isinstance(X, xr.DataArray) and X.ndim == 3:
+        dim = X.dims[-1]
+        if dim in X.coords:
+            return tuple(str(v) for v in X.coords[dim].values)
+    return None
+
+
+def validate_inputs(
+    Y: Any | None,
+    T: Any,
+    X: Any | None,
+    *,
+    n_features: int | None = None,
+    t_name: str = "T",
+) -> ValidatedData:
+    """Check ``Y (n, t)``, ``T (n, t)`` and ``X (n, t, p)`` and return float64 arrays.
+
+    ``n_features`` (from a fitted estimator) makes ``X`` match the training width.
+    """
+    T_arr = _as_float_array(T, t_name, 2, "(n_units, n_steps)")
+    n, t = T_arr.shape
+    if n == 0 or t == 0:
+        raise InputError(
+            f"{t_name} is empty: shape {T_arr.shape}; need at least one unit and step."
+        )
+    Y_arr = None
+    if Y is not None:
+        Y_arr = _as_float_array(Y, "Y", 2, "(n_units, n_steps)")
+        if Y_arr.shape != T_arr.shape:
+            raise InputError(
+                f"Y has shape {Y_arr.shape} but {t_name} has {T_arr.shape}; both must be "
+                f"(n_units, n_steps)."
+            )
+    names = _feature_names_of(X)
+    if X is None:
+        X_arr = np.zeros((n, t, 0))
+    else:
+        X_arr = _as_float_array(X, "X", 3, "(n_units, n_steps, n_features)")
+        if X_arr.shape[:2] != (n, t):
+            raise InputError(
+                f"X has shape {X_arr.shape} but {t_name} has {T_arr.shape}; X must be "
+                f"(n_units, n_steps, n_features) with the same units and steps."
+            )
+    if n_features is not None and X_arr.shape[2] != n_features:
+        raise InputError(
+            f"X has {X_arr.shape[2]} features but the estimator was fitted with {n_features}; "
+            f"pass covariates in the same order as in fit."
+        )
+    return ValidatedData(Y=Y_arr, T=T_arr, X=X_arr, feature_names=names)
+
+
+# --------------------------------------------------------------------------------------------
+# Scaling
+
+
+@dataclass(frozen=True)
+class Standardizer:
+    """Affine scaling ``(a - mean) / scale`` along the last axis, fitted on training data."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+
+    @classmethod
+    def fit(cls, a: np.ndarray, *, per_feature: bool) -> Standardizer:
+        flat = a.reshape(-1, a.shape[-1]) if per_feature else a.reshape(-1, 1)
+        if flat.shape[1] == 0:
+            return cls(mean=np.zeros(0), scale=np.ones(0))
+        mean = flat.mean(axis=0)
+        scale = flat.std(axis=0)
+        # A constant column carries no information; scale 1 keeps it finite.
+        scale = np.where(scale > 1e-12 * np.maximum(1.0, np.abs(mean)), scale, 1.0)
+        return cls(mean=mean, scale=scale)
+
+    def transform(self, a: np.ndarray) -> np.ndarray:
+        if self.mean.size == 1:
+            return (a - self.mean[0]) / self.scale[0]
+        return (a - self.mean) / self.scale
+
+    def inverse(self, a: np.ndarray) -> np.ndarray:
+        if self.mean.size == 1:
+            return a * self.scale[0] + self.mean[0]
+        return a * self.scale + self.mean
+
+    def inverse_difference(self, d: np.ndarray) -> np.ndarray:
+        """Map a difference of scaled values back to raw units (no offset)."""
+        return d * self.scale[0]
+
+    def to_state(self) -> dict[str, list[float]]:
+        return {"mean": self.mean.tolist(), "scale": self.scale.tolist()}
+
+    @classmethod
+    def from_state(cls, state: dict[str, list[float]]) -> Standardizer:
+        return cls(mean=np.asarray(state["mean"], float), scale=np.asarray(state["scale"], float))
+
+
+# --------------------------------------------------------------------------------------------
+# The base class
+
+
+class BaseEstimator:
+    """Base of every kgcm estimator. See the module docstring for the contract.
+
+    Class attributes
+    ----------------
+    name : str
+        Registry name (``kgcm.make_estimator(name)``).
+    tags : dict
+        Capabilities: ``intervals`` (``effect_interval`` available), ``needs_covariates``
+        (``X`` must have at least one feature), ``sequence`` (uses the time axis).
+    """
+
+    name: ClassVar[str] = ""
+    tags: ClassVar[dict[str, bool]] = {
+        "intervals": False,
+        "needs_covariates": False,
+        "sequence": True,
+    }
+
+    # ---- parameters (scikit-learn style) -------------------------------------------------
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [p.name for p in sig.parameters.values() if p.name != "self"]
+
+    def get_params(self) -> dict[str, Any]:
+        """The constructor settings, as given."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({params})"
+
+    # ---- the contract --------------------------------------------------------------------
+    def fit(self, Y: Any, T: Any, *, X: Any | None = None) -> BaseEstimator:
+        """Fit on factual outcomes ``Y (n, t)`` under treatment ``T (n, t)`` with covariates
+        ``X (n, t, p)``. Returns ``self``."""
+        data = validate_inputs(Y, T, X)
+        if self.tags.get("needs_covariates") and data.X.shape[2] == 0:
+            raise InputError(
+                f"{type(self).__name__} needs covariates X of shape (n_units, n_steps, "
+                f"n_features) with n_features >= 1 to infer the hidden state; got X=None or "
+                f"zero features. Pass the observed drivers (e.g. SSH and velocity) as X."
+            )
+        self.n_features_in_ = int(data.X.shape[2])
+        self.n_steps_in_ = int(data.T.shape[1])
+        self.feature_names_in_ = self._resolve_feature_names(data)
+        self.y_scaler_ = Standardizer.fit(data.Y, per_feature=False)
+        self.t_scaler_ = Standardizer.fit(data.T, per_feature=False)
+        self.x_scaler_ = Standardizer.fit(data.X, per_feature=True)
+        self._fit(data)
+        return self
+
+    def predict(self, X: Any | None, T: Any) -> np.ndarray:
+        """Outcome under treatment path ``T``: ``(n_units, n_steps)`` in the outcome's units."""
+        self._check_fitted()
+        data = validate_inputs(None, T, X, n_features=self.n_features_in_)
+        return self._predict(data.X, data.T)
+
+    def effect(self, X: Any | None = None, *, T0: Any, T1: Any) -> np.ndarray:
+        """Effect ``Y_t(T1) − Y_t(T0)`` per unit and step, ``(n_units, n_steps)``.
+
+        The whole path is replaced: the treatment, its history and anything derived from it.
+        """
+        self._check_fitted()
+        X_arr, T0_arr, T1_arr = self._validate_paths(X, T0, T1)
+        draws = self._effect_draws(X_arr, T0_arr, T1_arr)
+        if draws is None:
+            return self._predict(X_arr, T1_arr) - self._predict(X_arr, T0_arr)
+        return draws.mean(axis=0)
+
+    def effect_interval(
+        self, X: Any | None = None, *, T0: Any, T1: Any, alpha: float = 0.05
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Equal-tailed ``1 − alpha`` interval of the effect: ``(lower, upper)``, each (n, t)."""
+        self._check_fitted()
+        if not (isinstance(alpha, float | int) and 0.0 < alpha < 1.0):
+            raise InputError(f"alpha must be a number in (0, 1); got {alpha!r}.")
+        X_arr, T0_arr, T1_arr = self._validate_paths(X, T0, T1)
+        draws = self._effect_draws(X_arr, T0_arr, T1_arr)
+        if draws is None:
+            raise NotImplementedError(
+                f"{type(self).__name__} gives point effects only; use an estimator whose "
+                f"tags include intervals=True (kgcm.list_estimators(intervals=True))."
+            )
+        lower, upper = np.quantile(draws, [alpha / 2.0, 1.0 - alpha / 2.0], axis=0)
+        return lower, upper
+
+    def effect_with_interval(
+        self, X: Any | None = None, *, T0: Any, T1: Any, alpha: float = 0.05
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(effect, lower, upper)`` from one set of posterior draws (cheaper than both)."""
+        self._check_fitted()
+        X_arr, T0_arr, T1_arr = self._validate_paths(X, T0, T1)
+        draws = self._effect_draws(X_arr, T0_arr, T1_arr)
+        if draws is None:
+            raise NotImplementedError(f"{type(self).__name__} gives point effects only.")
+        lower, upper = np.quantile(draws, [alpha / 2.0, 1.0 - alpha / 2.0], axis=0)
+        return draws.mean(axis=0), lower, upper
+
+    def ate(self, X: Any | None = None, *, T0: Any, T1: Any) -> float:
+        """Average effect over all units and steps."""
+        return float(self.effect(X, T0=T0, T1=T1).mean())
+
+    # ---- persistence ---------------------------------------------------------------------
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the fitted estimator to ``path`` (atomically). Read back with ``kgcm.load``."""
+        import torch
+
+        self._check_fitted()
+        payload = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "kgcm_version": _version(),
+            "estimator": self.name,
+            "params": _jsonable(self.get_params()),
+            "common": {
+                "n_features_in_": self.n_features_in_,
+                "n_steps_in_": self.n_steps_in_,
+                "feature_names_in_": list(self.feature_names_in_)
+                if self.feature_names_in_
+                else None,
+                "y_scaler_": self.y_scaler_.to_state(),
+                "t_scaler_": self.t_scaler_.to_state(),
+                "x_scaler_": self.x_scaler_.to_state(),
+            },
+            "state": self._get_state(),
+        }
+        buffer = io.BytesIO()
+        torch.save(payload, buffer)
+        atomic_write_bytes(path, buffer.getvalue())
+
+    @classmethod
+    def _from_payload(cls, payload: dict[str, Any]) -> BaseEstimator:
+        est = cls(**_unjsonable(payload["params"]))
+        common = payload["common"]
+        est.n_features_in_ = int(common["n_features_in_"])
+        est.n_steps_in_ = int(common["n_steps_in_"])
+        names = common["feature_names_in_"]
+        est.feature_names_in_ = tuple(names) if names is not None else None
+        est.y_scaler_ = Standardizer.from_state(common["y_scaler_"])
+        est.t_scaler_ = Standardizer.from_state(common["t_scaler_"])
+        est.x_scaler_ = Standardizer.from_state(common["x_scaler_"])
+        est._set_state(payload["state"])
+        return est
+
+    # ---- hooks for subclasses ------------------------------------------------------------
+    def _fit(self, data: ValidatedData) -> None:
+        raise NotImplementedError
+
+    def _predict(self, X: np.ndarray, T: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _effect_draws(self, X: np.ndarray, T0: np.ndarray, T1: np.ndarray) -> np.ndarray | None:
+        """Draws of the effect, ``(n_draws, n_units, n_steps)``, or None (point only)."""
+        return None
+
+    def _get_state(self) -> dict[str, Any]:
+        return {}
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        del state
+
+    # ---- helpers -------------------------------------------------------------------------
+    def _resolve_feature_names(self, data: ValidatedData) -> tuple[str, ...] | None:
+        given = getattr(self, "feature_names", None)
+        names = tuple(given) if given is not None else data.feature_names
+        if names is not None and len(names) != data.X.shape[2]:
+            raise InputError(
+                f"feature_names has {len(names)} names but X has {data.X.shape[2]} features; "
+                f"give one name per covariate, in X's order."
+            )
+        return names
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "n_features_in_"):
+            raise NotFittedError(
+                f"this {type(self).__name__} is not fitted yet; call fit(Y, T, X=X) first."
+            )
+
+    def _validate_paths(
+        self, X: Any | None, T0: Any, T1: Any
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        d0 = validate_inputs(None, T0, X, n_features=self.n_features_in_, t_name="T0")
+        d1 = validate_inputs(None, T1, X, n_features=self.n_features_in_, t_name="T1")
+        if d0.T.shape != d1.T.shape:
+            raise InputError(f"T0 has shape {d0.T.shape} but T1 has {d1.T.shape}; they must match.")
+        return d0.X, d0.T, d1.T
+
+
+def _version() -> str:
+    from kgcm import __version__
+
+    return __version__
+
+
+def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
+    """Params as plain types (tuples become lists) so they load with weights_only=True."""
+
+    def conv(v: Any) -> Any:
+        if isinstance(v, tuple | list):
+            return [conv(x) for x in v]
+        if isinstance(v, dict):
+            return {str(k): conv(x) for k, x in v.items()}
+        if hasattr(v, "to_dict"):
+            return conv(v.to_dict())
+        return v
+
+    return {k: conv(v) for k, v in params.items()}
+
+
+def _unjsonable(params: dict[str, Any]) -> dict[str, Any]:
+    def conv(v: Any) -> Any:
+        if isinstance(v, list):
+            return tuple(conv(x) for x in v)
+        return v
+
+    return {k: conv(v) if not isinstance(v, dict) else v for k, v in params.items()}

@@ -1,0 +1,293 @@
+"""One training loop for every neural estimator.
+
+It owns what every model needs and none should rewrite: device choice, seeding without touching
+global random state, a validation split by unit, mini-batches, gradient clipping, a
+learning-rate schedule (``ReduceLROnPlateau``), early stopping on the validation loss with the
+best weights restored, a progress bar, and a per-epoch record of every loss part
+(``history``). A model supplies two functions: the training loss of a batch (a total and its
+named parts) and the validation loss of a batch.
+
+Defaults scale with the data: the batch size grows with the number of units and an epoch is
+capped in optimiser steps, so a few hundred units and hundreds of thousands train without
+hand tuning.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+from torch import nn
+
+from kgcm.errors import ConfigError, did_you_mean
+
+__all__ = ["TrainingConfig", "fit_module", "resolve_device"]
+
+Batch = dict[str, torch.Tensor]
+LossFn = Callable[[Batch, int], tuple[torch.Tensor, dict[str, float]]]
+ValFn = Callable[[Batch], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Settings of the shared training loop.
+
+    Attributes
+    ----------
+    max_epochs : int
+        Upper bound on passes over the training units.
+    batch_size : int or None
+        Units per step; None picks ``clip(n_train // 16, 16, 256)``.
+    max_steps_per_epoch : int
+        Caps an epoch for very many units (a random subset of batches each epoch), so
+        validation and early stopping happen regularly.
+    learning_rate, weight_decay : float
+        Adam settings.
+    grad_clip : float
+        Max global gradient norm (0 disables).
+    patience : int
+        Epochs without validation improvement before stopping.
+    min_epochs : int
+        Epochs before early stopping may trigger (lets warm-ups finish).
+    lr_patience, lr_factor : int, float
+        ``ReduceLROnPlateau`` settings on the validation loss.
+    min_delta : float
+        Relative improvement of the validation loss that counts as progress.
+    val_fraction : float
+        Share of units held out for early stopping (at least one unit; with fewer than 5
+        units there is no split and the training loss is monitored).
+    device : str
+        ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
+    progress : bool or None
+        Show a progress bar; None shows it when stderr is a terminal.
+    """
+
+    max_epochs: int = 200
+    batch_size: int | None = None
+    max_steps_per_epoch: int = 200
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-5
+    grad_clip: float = 1.0
+    patience: int = 12
+    min_epochs: int = 10
+    lr_patience: int = 5
+    lr_factor: float = 0.5
+    val_fraction: float = 0.15
+    min_delta: float = 1e-3
+    device: str = "auto"
+    progress: bool | None = None
+
+    def __post_init__(self) -> None:
+        checks = {
+            "max_epochs": self.max_epochs >= 1,
+            "batch_size": self.batch_size is None or self.batch_size >= 1,
+            "max_steps_per_epoch": self.max_steps_per_epoch >= 1,
+            "learning_rate": self.learning_rate > 0,
+            "weight_decay": self.weight_decay >= 0,
+            "grad_clip": self.grad_clip >= 0,
+            "patience": self.patience >= 1,
+            "min_epochs": self.min_epochs >= 0,
+            "lr_patience": self.lr_patience >= 0,
+            "lr_factor": 0 < self.lr_factor < 1,
+            "val_fraction": 0 <= self.val_fraction < 1,
+            "min_delta": 0 <= self.min_delta < 1,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ConfigError(f"training.{name} has an invalid value {getattr(self, name)!r}.")
+
+    @classmethod
+    def coerce(cls, value: TrainingConfig | Mapping[str, Any] | None) -> TrainingConfig:
+        """Accept a config, a mapping of fields (unknown keys refused) or None (defaults)."""
+        if value is None:
+            return cls()
+        if isinstance(value, cls):
+            return value
+        if not isinstance(value, Mapping):
+            raise ConfigError(
+                "training must be a TrainingConfig or a dict of its fields; "
+                f"got {type(value).__name__}."
+            )
+        known = {f.name for f in fields(cls)}
+        for key in value:
+            if key not in known:
+                raise ConfigError(
+                    f"unknown training setting {key!r}; expected one of {sorted(known)}."
+                    f"{did_you_mean(key, known)}"
+                )
+        return cls(**value)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def resolve_device(device: str) -> torch.device:
+    """Turn ``"auto"`` into CUDA when available, else CPU; check explicit devices exist."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            f"device {device!r} was asked for but CUDA is not available in this torch build "
+            f"({torch.__version__}); use device='cpu' or 'auto', or install a CUDA build of torch."
+        )
+    return dev
+
+
+def _auto_batch_size(n_train: int) -> int:
+    return int(min(256, max(16, n_train // 16)))
+
+
+def fit_module(
+    build: Callable[[], nn.Module],
+    data: Batch,
+    *,
+    loss_fn: Callable[[nn.Module], LossFn],
+    val_fn: Callable[[nn.Module], ValFn],
+    config: TrainingConfig,
+    seed: int,
+    description: str = "training",
+) -> tuple[nn.Module, list[dict[str, float]]]:
+    """Build a model and train it on ``data`` (tensors with units on the first dim).
+
+    Parameters
+    ----------
+    build : makes the model; called inside the seeded context, so initial weights follow
+        ``seed``.
+    data : dict of tensors, each ``(n_units, ...)``.
+    loss_fn : ``module -> ((batch, epoch) -> (loss, parts))``; parts are floats recorded
+        per epoch.
+    val_fn : ``module -> (batch -> loss)`` on held-out units, without gradients (lower is
+        better).
+    seed : seeds the weights, the split, the batch order and every random draw inside
+        (dropout, sampling) through a forked RNG, so global random state is left as it was.
+
+    Returns
+    -------
+    (module, history) : the model with the best epoch's weights, in eval mode; one dict per
+        epoch with the mean of each loss part (``train_*``), ``val_loss``, ``lr`` and
+        ``seconds``.
+    """
+    device = resolve_device(config.device)
+    n_units = next(iter(data.values())).shape[0]
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        module = build()
+        train_step, validate = loss_fn(module), val_fn(module)
+        gen = torch.Generator().manual_seed(seed)
+        perm = torch.randperm(n_units, generator=gen)
+        n_val = round(config.val_fraction * n_units) if n_units >= 5 else 0
+        if config.val_fraction > 0 and n_units >= 5:
+            n_val = max(1, n_val)
+        val_idx, train_idx = perm[:n_val], perm[n_val:]
+        module.to(device)
+        train = {k: v[train_idx].to(device) for k, v in data.items()}
+        val = {k: v[val_idx].to(device) for k, v in data.items()} if n_val else train
+        n_train = len(train_idx)
+        batch_size = min(config.batch_size or _auto_batch_size(n_train), n_train)
+        steps_per_epoch = min(math.ceil(n_train / batch_size), config.max_steps_per_epoch)
+
+        optimiser = torch.optim.Adam(
+            module.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+        )
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimiser, factor=config.lr_factor, patience=config.lr_patience
+        )
+        history: list[dict[str, float]] = []
+        best_loss, best_state, best_epoch = math.inf, None, -1
+        show = config.progress if config.progress is not None else sys.stderr.isatty()
+        with _progress(show, description, config.max_epochs) as advance:
+            for epoch in range(config.max_epochs):
+                started = time.perf_counter()
+                module.train()
+                order = torch.randperm(n_train, generator=gen).to(device)
+                sums: dict[str, float] = {}
+                for step in range(steps_per_epoch):
+                    idx = order[step * batch_size : (step + 1) * batch_size]
+                    batch = {k: v[idx] for k, v in train.items()}
+                    loss, parts = train_step(batch, epoch)
+                    if not torch.isfinite(loss):
+                        raise FloatingPointError(
+                            f"{description}: the loss became {loss.item()} at epoch {epoch}; "
+                            f"lower training.learning_rate or check inputs for extreme values."
+                        )
+                    optimiser.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if config.grad_clip:
+                        nn.utils.clip_grad_norm_(module.parameters(), config.grad_clip)
+                    optimiser.step()
+                    for key, value in parts.items():
+                        sums[key] = sums.get(key, 0.0) + value
+                val_loss = _evaluate(module, val, validate, batch_size=max(batch_size, 1024))
+                scheduler.step(val_loss)
+                record = {f"train_{k}": v / steps_per_epoch for k, v in sums.items()}
+                record.update(
+                    epoch=float(epoch),
+                    val_loss=val_loss,
+                    lr=float(optimiser.param_groups[0]["lr"]),
+                    seconds=time.perf_counter() - started,
+                )
+                history.append(record)
+                if val_loss < best_loss - config.min_delta * abs(best_loss) or best_state is None:
+                    best_loss, best_epoch = val_loss, epoch
+                    best_state = copy.deepcopy(module.state_dict())
+                advance(epoch, val_loss)
+                if epoch + 1 >= config.min_epochs and epoch - best_epoch >= config.patience:
+                    break
+        assert best_state is not None  # at least one epoch ran
+        module.load_state_dict(best_state)
+        module.eval()
+    return module, history
+
+
+@torch.no_grad()
+def _evaluate(module: nn.Module, data: Batch, val_fn: ValFn, *, batch_size: int) -> float:
+    module.eval()
+    n = next(iter(data.values())).shape[0]
+    total, count = 0.0, 0
+    for start in range(0, n, batch_size):
+        batch = {k: v[start : start + batch_size] for k, v in data.items()}
+        size = next(iter(batch.values())).shape[0]
+        total += float(val_fn(batch)) * size
+        count += size
+    return total / max(count, 1)
+
+
+class _progress:
+    """A rich progress bar over epochs, or nothing."""
+
+    def __init__(self, show: bool, description: str, total: int) -> None:
+        self.show, self.description, self.total = show, description, total
+        self._bar: Any = None
+
+    def __enter__(self) -> Callable[[int, float], None]:
+        if not self.show:
+            return lambda epoch, loss: None
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("epoch {task.completed}/{task.total}"),
+            TextColumn("val {task.fields[val]:.4g}"),
+            TimeElapsedColumn(),
+            transient=True,
+        )
+        self._bar.__enter__()
+        task = self._bar.add_task(self.description, total=self.total, val=float("nan"))
+
+        def advance(epoch: int, loss: float) -> None:
+            self._bar.update(task, completed=epoch + 1, val=loss)
+
+        return advance
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)

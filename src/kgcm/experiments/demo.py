@@ -1,0 +1,317 @@
+"""The main job (``kgcm demo``): simulate → sequences → fit → effects on held-out cells.
+
+1. Simulate the ``arctic`` world (known potential outcomes).
+2. Cut it into unit sequences (cell × 30-day window); hold out a share of the cells.
+3. Fit the configured estimator (KGCM-VAE by default) on the training cells.
+4. Estimate the effect of the scenario path (default ``T1 = 1.5 × T0``) with intervals on
+   every cell; score it on the held-out cells against the exact effect, beside the
+   zero-effect reference.
+5. Write, atomically, to the output folder: ``effects.nc`` (CF NetCDF on time, y, x),
+   ``effect_map.png``, ``effect_timeseries.png``, ``metrics.json``, ``config.toml`` (the
+   resolved config, seeds included), ``model.kgcm`` and ``run.json`` (versions, timings),
+   the last one written when everything else is in place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from kgcm import __version__
+from kgcm._io import atomic_path, atomic_write_text
+from kgcm.config import DemoConfig, dump_toml
+from kgcm.estimators import make_estimator
+from kgcm.metrics import ate_error, factual_rmse, interval_coverage, interval_width, pehe
+from kgcm.sequences import SequenceSet, split_units, to_sequences
+from kgcm.synthetic.arctic import ArcticSimulation, Scenario, simulate_arctic
+
+__all__ = ["DemoResult", "run_demo", "score"]
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    metrics: dict[str, dict[str, float]]
+    out_dir: Path
+    seconds: dict[str, float]
+
+
+def score(
+    truth: np.ndarray,
+    effect: np.ndarray,
+    y: np.ndarray,
+    y_pred: np.ndarray,
+    interval: tuple[np.ndarray, np.ndarray] | None,
+) -> dict[str, float]:
+    """The demo's metrics for one estimator on held-out units."""
+    row = {
+        "pehe": pehe(truth, effect),
+        "ate_error": ate_error(truth, effect),
+        "factual_rmse": factual_rmse(y, y_pred),
+    }
+    if interval is not None:
+        row["coverage"] = interval_coverage(truth, *interval)
+        row["interval_width"] = interval_width(*interval)
+    return row
+
+
+def run_demo(
+    config: DemoConfig, out_dir: str | os.PathLike[str], *, log: Log = print
+) -> DemoResult:
+    """Run the main job and write its outputs to ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        seconds[name] = round(now - clock, 3)
+        clock = now
+
+    a = config.arctic
+    log(f"[1/5] simulating the arctic world: {a.ny}x{a.nx} cells, {a.days} days (seed {a.seed})")
+    sim = simulate_arctic(a)
+    lap("simulate")
+
+    log(
+        f"[2/5] cutting {config.window}-day sequences; "
+        f"holding out {config.test_fraction:.0%} of cells"
+    )
+    seqs = to_sequences(
+        sim.dataset,
+        covariates=config.covariates,
+        static=config.static,
+        calendar=config.calendar,
+        window=config.window,
+    )
+    train_idx, test_idx = split_units(
+        seqs, test_fraction=config.test_fraction, seed=config.seed, by="cell"
+    )
+    train, test = seqs.subset(train_idx), seqs.subset(test_idx)
+    lap("sequences")
+
+    params = {"seed": config.seed, **config.estimator.params}
+    est = make_estimator(config.estimator.name, **params)
+    log(
+        f"[3/5] fitting {config.estimator.name} on {train.n_units} sequences "
+        f"({len(np.unique(train.cells, axis=0))} cells x {len(np.unique(train.starts))} windows)"
+    )
+    est.fit(train.Y, train.T, X=train.X_xarray())  # the DataArray carries covariate names
+    lap("fit")
+
+    scenario = Scenario(kind=config.scenario.kind, value=config.scenario.value)  # type: ignore[arg-type]
+    log(f"[4/5] estimating effects of the scenario {scenario.describe()}")
+    t1_all = scenario.apply(seqs.T)
+    truth_all = sim.window_effects(t1_all, seqs.cells, seqs.starts, seqs.window)
+    if est.tags.get("intervals"):
+        effect_all, lower_all, upper_all = est.effect_with_interval(
+            seqs.X, T0=seqs.T, T1=t1_all, alpha=config.alpha
+        )
+    else:
+        effect_all = est.effect(seqs.X, T0=seqs.T, T1=t1_all)
+        lower_all = upper_all = None
+    y_pred_all = est.predict(seqs.X, seqs.T)
+    lap("effects")
+
+    metrics = _metrics(config, seqs, train, test, test_idx, est, truth_all, effect_all,
+                       lower_all, upper_all, y_pred_all)  # fmt: skip
+    lap("score")
+
+    log(f"[5/5] writing outputs to {out}")
+    _write_outputs(out, config, sim, seqs, test_idx, est, truth_all, effect_all, lower_all,
+                   upper_all, metrics, t1_all)  # fmt: skip
+    lap("write")
+    run_info = {
+        "kgcm_version": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": _torch_version(),
+        "seed": config.seed,
+        "arctic_seed": config.arctic.seed,
+        "estimator": config.estimator.name,
+        "seconds": seconds,
+        "git_revision": _git_revision(),
+        "files": sorted(p.name for p in out.iterdir() if not p.name.startswith(".")),
+    }
+    atomic_write_text(out / "run.json", json.dumps(run_info, indent=2) + "\n")
+    return DemoResult(metrics=metrics, out_dir=out, seconds=seconds)
+
+
+def _metrics(
+    config: DemoConfig,
+    seqs: SequenceSet,
+    train: SequenceSet,
+    test: SequenceSet,
+    test_idx: np.ndarray,
+    est: Any,
+    truth_all: np.ndarray,
+    effect_all: np.ndarray,
+    lower_all: np.ndarray | None,
+    upper_all: np.ndarray | None,
+    y_pred_all: np.ndarray,
+) -> dict[str, dict[str, float]]:
+    truth = truth_all[test_idx]
+    interval = None if lower_all is None else (lower_all[test_idx], upper_all[test_idx])  # type: ignore[index]
+    model_row = score(truth, effect_all[test_idx], test.Y, y_pred_all[test_idx], interval)
+    zero = make_estimator("zero-effect").fit(train.Y, train.T, X=train.X)
+    zero_pred = zero.predict(test.X, test.T)
+    zero_row = score(truth, np.zeros_like(truth), test.Y, zero_pred, None)
+    return {
+        config.estimator.name: model_row,
+        "zero-effect": zero_row,
+        "truth": {
+            "ate": float(truth.mean()),
+            "effect_rms": float(np.sqrt(np.mean(truth**2))),
+            "effect_sd": float(truth.std()),
+            "n_units": len(test_idx),
+            "n_steps": int(truth.size),
+        },
+    }
+
+
+def _write_outputs(
+    out: Path,
+    config: DemoConfig,
+    sim: ArcticSimulation,
+    seqs: SequenceSet,
+    test_idx: np.ndarray,
+    est: Any,
+    truth_all: np.ndarray,
+    effect_all: np.ndarray,
+    lower_all: np.ndarray | None,
+    upper_all: np.ndarray | None,
+    metrics: dict[str, dict[str, float]],
+    t1_all: np.ndarray,
+) -> None:
+    from kgcm import plots
+
+    atomic_write_text(out / "config.toml", dump_toml(config))
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    est.save(out / "model.kgcm")
+
+    scenario = Scenario(kind=config.scenario.kind, value=config.scenario.value)  # type: ignore[arg-type]
+    desc = f"effect on sea-ice thickness of {scenario.describe()} (window-level intervention)"
+    heldout_units = np.zeros(seqs.n_units, dtype=bool)
+    heldout_units[test_idx] = True
+    heldout = np.zeros(seqs.template.shape[1:], dtype=bool)
+    heldout[tuple(seqs.cells[heldout_units].T)] = True
+    level = f"{1 - config.alpha:.0%}"
+    m_attrs = {"units": "m"}
+    fields: list[tuple[str, np.ndarray | None, dict[str, str]]] = [
+        ("effect", effect_all, {**m_attrs, "long_name": "estimated " + desc}),
+        ("effect_lower", lower_all, {**m_attrs, "long_name": f"lower {level} interval bound"}),
+        ("effect_upper", upper_all, {**m_attrs, "long_name": f"upper {level} interval bound"}),
+        ("true_effect", truth_all, {**m_attrs, "long_name": "exact " + desc}),
+        ("sithick", seqs.Y, {**m_attrs, "standard_name": "sea_ice_thickness",
+                             "long_name": "factual sea-ice thickness"}),
+        ("sithick_counterfactual", seqs.Y + effect_all,
+         {**m_attrs, "long_name": "estimated sea-ice thickness under the scenario"}),
+        ("treatment", seqs.T, {"units": "m s-1", "long_name": "factual treatment"}),
+        ("treatment_scenario", t1_all,
+         {"units": "m s-1", "long_name": f"scenario treatment: {scenario.describe()}"}),
+    ]  # fmt: skip
+    variables = {
+        name: seqs.to_grid(values, name, attrs)
+        for name, values, attrs in fields
+        if values is not None
+    }
+    ds = xr.Dataset(variables)
+    ds["heldout"] = xr.DataArray(
+        heldout.astype(np.int8),
+        dims=("y", "x"),
+        attrs={
+            "long_name": "cell held out of training (1) or used for training (0)",
+            "flag_values": np.array([0, 1], dtype=np.int8),
+            "flag_meanings": "train heldout",
+        },
+    )
+    for name in variables:
+        ds[name].attrs["coordinates"] = "lat lon"
+    ds.attrs = {
+        "Conventions": "CF-1.8",
+        "title": "kgcm demo: estimated and exact effects on the arctic simulator",
+        "source": f"kgcm {__version__} demo, estimator {config.estimator.name}",
+        "history": f"kgcm demo (seed {config.seed}, arctic seed {config.arctic.seed})",
+    }
+    encoding = {name: {"zlib": True, "complevel": 4, "dtype": "float32"} for name in variables}
+    with atomic_path(out / "effects.nc") as tmp:
+        ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
+
+    heldout_da = xr.DataArray(heldout, dims=("y", "x"))
+    plots.effect_map(
+        variables["effect"], variables["true_effect"], out / "effect_map.png", heldout=heldout_da
+    )
+    cell = _example_cell(seqs, test_idx, truth_all)
+    sel = np.flatnonzero((seqs.cells == cell).all(axis=1))
+    sel = sel[np.argsort(seqs.starts[sel])]
+    times = seqs.template["time"].values[seqs.step_index()[sel].ravel()]
+    y = seqs.Y[sel].ravel()
+    e = effect_all[sel].ravel()
+    lo = lower_all[sel].ravel() if lower_all is not None else e
+    hi = upper_all[sel].ravel() if upper_all is not None else e
+    plots.effect_timeseries(
+        times, y, y + e, y + lo, y + hi, out / "effect_timeseries.png",
+        true_counterfactual=y + truth_all[sel].ravel(),
+        title=f"SIT at held-out cell (y={cell[0]}, x={cell[1]}): {scenario.describe()}",
+        interval_label=f"{1 - config.alpha:.0%} interval",
+    )  # fmt: skip
+
+
+def _example_cell(seqs: SequenceSet, test_idx: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """The held-out cell with the largest mean true effect (the most telling picture)."""
+    cells = seqs.cells[test_idx]
+    strength = np.abs(truth[test_idx]).mean(axis=1)
+    unique, inverse = np.unique(cells, axis=0, return_inverse=True)
+    per_cell = np.bincount(inverse.ravel(), weights=strength) / np.bincount(inverse.ravel())
+    return unique[int(np.argmax(per_cell))]
+
+
+def _torch_version() -> str:
+    import torch
+
+    return str(torch.__version__)
+
+
+def _git_revision() -> str | None:
+    import subprocess
+
+    try:
+        rev = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return rev.stdout.strip() or None if rev.returncode == 0 else None
+
+
+def metrics_table(metrics: dict[str, dict[str, float]]) -> list[list[str]]:
+    """Rows (name, PEHE, ATE error, factual RMSE, coverage, width) for printing."""
+    rows = []
+    for name, row in metrics.items():
+        if name == "truth":
+            continue
+        rows.append([
+            name,
+            f"{row['pehe']:.4f}",
+            f"{row['ate_error']:.4f}",
+            f"{row['factual_rmse']:.4f}",
+            f"{row['coverage']:.3f}" if "coverage" in row else "n/a",
+            f"{row['interval_width']:.4f}" if "interval_width" in row else "n/a",
+        ])  # fmt: skip
+    return rows

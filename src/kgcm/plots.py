@@ -1,0 +1,94 @@
+"""Figures, drawn with matplotlib's object API (no pyplot state, no network, no basemaps).
+
+Each function takes plain arrays or DataArrays and writes one PNG atomically.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from kgcm._io import atomic_path
+
+__all__ = ["effect_map", "effect_timeseries"]
+
+
+def _save(fig: Figure, path: str | os.PathLike[str]) -> Path:
+    FigureCanvasAgg(fig)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    return Path(path)
+
+
+def effect_map(
+    estimated: xr.DataArray,
+    truth: xr.DataArray | None,
+    path: str | os.PathLike[str],
+    *,
+    heldout: xr.DataArray | None = None,
+    title: str = "mean effect on sea-ice thickness",
+    units: str = "m",
+) -> Path:
+    """Map of the time-mean effect on (y, x), with the true effect beside it when known.
+
+    ``heldout`` (y, x) booleans outline the cells that were held out of training.
+    """
+    panels = [("estimated", estimated.mean("time"))]
+    if truth is not None:
+        panels.append(("true", truth.mean("time")))
+        panels.append(("estimated − true", (estimated - truth).mean("time")))
+    fig = Figure(figsize=(4.2 * len(panels), 4.0), layout="constrained")
+    vals = np.concatenate([np.ravel(p.values) for _, p in panels[:2]])
+    vmax = float(np.nanmax(np.abs(vals))) or 1.0
+    for i, (label, field) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), i + 1)
+        lim = vmax if i < 2 else float(np.nanmax(np.abs(field.values))) or 1.0
+        mesh = ax.pcolormesh(field.values, cmap="RdBu_r", vmin=-lim, vmax=lim, shading="auto")
+        if heldout is not None:
+            ax.contour(heldout.values.astype(float), levels=[0.5], colors="k", linewidths=0.6)
+        ax.set_title(label)
+        ax.set_aspect("equal")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        fig.colorbar(mesh, ax=ax, shrink=0.8, label=units)
+    fig.suptitle(title + (" (outline: held-out cells)" if heldout is not None else ""))
+    return _save(fig, path)
+
+
+def effect_timeseries(
+    time: np.ndarray,
+    factual: np.ndarray,
+    counterfactual: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    path: str | os.PathLike[str],
+    *,
+    true_counterfactual: np.ndarray | None = None,
+    title: str = "sea-ice thickness at a held-out cell",
+    units: str = "m",
+    interval_label: str = "95% interval",
+) -> Path:
+    """Factual vs estimated counterfactual SIT over time, with the interval (and the truth)."""
+    fig = Figure(figsize=(9.0, 3.8), layout="constrained")
+    ax = fig.add_subplot(1, 1, 1)
+    ax.plot(time, factual, color="0.2", lw=1.2, label="factual (observed)")
+    ax.fill_between(time, lower, upper, color="tab:blue", alpha=0.25, lw=0, label=interval_label)
+    ax.plot(time, counterfactual, color="tab:blue", lw=1.2, label="counterfactual (estimated)")
+    if true_counterfactual is not None:
+        ax.plot(
+            time,
+            true_counterfactual,
+            color="tab:red",
+            lw=1.0,
+            ls="--",
+            label="counterfactual (true)",
+        )
+    ax.set_ylabel(f"SIT ({units})")
+    ax.set_title(title)
+    ax.legend(loc="best", fontsize=8)
+    return _save(fig, path)

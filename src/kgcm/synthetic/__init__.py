@@ -1,0 +1,1 @@
+"""Simulators with exact potential outcomes: ``arctic`` (gridded) and the paper protocol."""

@@ -1,0 +1,136 @@
+"""KGCM-VAE: components, switches for ablation, physical adjacency, errors, effect recovery."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import kgcm
+from conftest import fast_params
+from kgcm.errors import ConfigError, InputError
+from kgcm.estimators.adjacency import build_adjacency, role_of
+from kgcm.metrics import pehe
+
+NAMES = ("zos", "uo", "vo", "lat")
+
+
+def test_roles() -> None:
+    assert role_of("zos") == "ssh" and role_of("UO") == "velocity" and role_of("sithick") == "ice"
+    assert role_of("lat") is None
+
+
+def test_physics_mask_from_names() -> None:
+    spec = build_adjacency(NAMES, 4)
+    z, u, v, lat = range(4)
+    assert spec.fixed[z, u] == 1 and spec.fixed[z, v] == 1  # ssh -> velocity
+    assert spec.fixed[u, z] == 0 and spec.learnable[u, z] == 0  # velocity -/-> ssh: forbidden
+    assert spec.fixed[u, v] == 1 and spec.fixed[v, u] == 1  # one current
+    assert spec.learnable[lat, z] == 1 and spec.learnable[z, lat] == 1  # unknown role: learned
+    assert np.all(np.diag(spec.fixed) == 1)
+    learned = build_adjacency(NAMES, 4, learn_within_allowed=True)
+    assert learned.learnable[z, u] == 1 and learned.fixed[z, u] == 0
+
+
+def test_no_names_learns_everything_and_custom_edges() -> None:
+    spec = build_adjacency(None, 3)
+    assert np.all(spec.learnable + np.eye(3) == 1)
+    custom = build_adjacency(("zos", "uo", "vo"), 3, edges=[("uo", "zos")])
+    assert custom.fixed[1, 0] == 1 and custom.fixed[0, 1] == 0
+    with pytest.raises(ConfigError, match="neither a role"):
+        build_adjacency(NAMES, 4, edges=[("wind", "zos")])
+
+
+def _fit(panel, **params):
+    base = fast_params("kgcm-vae")
+    base.update(params)
+    return kgcm.KGCMVAE(seed=0, **base).fit(panel["Y"], panel["T"], X=panel["X"])
+
+
+@pytest.mark.parametrize(
+    ("params", "present", "absent"),
+    [
+        ({}, {"outcome", "reconstruction", "kl", "mmd", "adjacency_l1"}, set()),
+        ({"mmd_weight": 0.0}, {"kl"}, {"mmd"}),
+        ({"decoder": False}, {"kl", "mmd"}, {"reconstruction", "adjacency_l1"}),
+        ({"adjacency": "off"}, {"reconstruction"}, {"adjacency_l1"}),
+        ({"prior": "standard", "kl_weight": 0.0}, {"outcome"}, {"kl"}),
+    ],
+)
+def test_ablation_switches(panel, params, present, absent) -> None:
+    est = _fit(panel, **params)
+    keys = {k.removeprefix("train_") for k in est.history_[0]}
+    assert present <= keys and not (absent & keys)
+    assert {"val_loss", "lr", "epoch", "seconds"} <= keys
+    net = est.models_[0]
+    assert (net.decoder is None) == (params.get("decoder") is False)
+    assert (net.transition is None) == (params.get("prior") == "standard")
+
+
+def test_physics_mask_survives_training(panel) -> None:
+    est = _fit(panel, feature_names=("zos", "uo", "sithick"), learn_adjacency=True)
+    mask = est.adjacency_matrix()
+    assert mask[1, 0] == 0  # velocity never feeds SSH
+    assert mask[2, 0] == 0 and mask[2, 1] == 0  # ice feeds neither
+    assert 0 < mask[0, 1] <= 1
+
+
+def test_latent_rounded_to_blocks(panel) -> None:
+    est = _fit(panel, latent_dim=4)
+    assert est.latent_dim_ == 6 and est.block_ == 2  # 3 covariates x 2
+
+
+def test_ensemble_pools_draws(panel) -> None:
+    one = _fit(panel)
+    two = _fit(panel, n_ensemble=2)
+    assert len(two.models_) == 2 and len(two.history_) == 2
+    T, X = panel["T"], panel["X"]
+    assert two._effect_draws(X, T, T + 1).shape[0] == 2 * one.n_draws
+
+
+def test_encoder_may_see_treatment(panel) -> None:
+    est = _fit(panel, encoder_treatment=True, encoder="forward")
+    assert est.effect(panel["X"], T0=panel["T"], T1=panel["T"] + 1).shape == panel["T"].shape
+
+
+def test_errors(panel) -> None:
+    Y, T, X = panel["Y"], panel["T"], panel["X"]
+    with pytest.raises(InputError, match="treatment T is constant"):
+        _fit({"Y": Y, "T": np.ones_like(T), "X": X})
+    with pytest.raises(InputError, match="needs covariates X"):
+        kgcm.KGCMVAE().fit(Y, T)
+    with pytest.raises(ConfigError, match="Did you mean 'physics'"):
+        _fit(panel, adjacency="phisics")
+    with pytest.raises(ConfigError, match="unknown training setting 'max_epoch'"):
+        _fit(panel, training={"max_epoch": 3})
+    with pytest.raises(ConfigError, match="latent_dim must be an integer >= 1"):
+        _fit(panel, latent_dim=0)
+    with pytest.raises(InputError, match="feature_names has 2 names but X has 3"):
+        _fit(panel, feature_names=("a", "b"))
+    with pytest.raises(ConfigError, match="CUDA is not available"):
+        _fit(panel, training={"device": "cuda", "max_epochs": 1})
+
+
+def test_binary_treatment_groups(panel) -> None:
+    T = (panel["T"] > 1.0).astype(float)  # a minority treated: strict split
+    est = _fit({**panel, "T": T})
+    assert est.mmd_strict_
+    T = (panel["T"] > -1.0).astype(float)  # a majority treated: median is 1, so >= is used
+    est = _fit({**panel, "T": T})
+    assert not est.mmd_strict_
+
+
+def test_recovers_effect_on_simulator() -> None:
+    """A small arctic world: the PEHE must be clearly below the zero-effect reference."""
+    from kgcm.sequences import split_units, to_sequences
+    from kgcm.synthetic.arctic import simulate_arctic
+
+    sim = simulate_arctic(ny=12, nx=12, days=240, seed=1)
+    seqs = to_sequences(sim.dataset, window=30)
+    train_idx, test_idx = split_units(seqs, test_fraction=0.25, seed=0)
+    train, test = seqs.subset(train_idx), seqs.subset(test_idx)
+    est = kgcm.KGCMVAE(seed=0, training={"max_epochs": 25, "progress": False})
+    est.fit(train.Y, train.T, X=train.X_xarray())
+    truth = sim.window_effects(1.5 * test.T, test.cells, test.starts, 30)
+    got = pehe(truth, est.effect(test.X, T0=test.T, T1=1.5 * test.T))
+    zero = pehe(truth, np.zeros_like(truth))
+    assert got < 0.7 * zero, (got, zero)

@@ -1,0 +1,87 @@
+"""Sequences: cutting datasets into units and mapping results back."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from kgcm.errors import InputError
+from kgcm.sequences import split_units, to_sequences
+from kgcm.synthetic.arctic import simulate_arctic
+
+
+@pytest.fixture(scope="module")
+def ds():
+    return simulate_arctic(ny=4, nx=3, days=70, seed=0).dataset
+
+
+def test_shapes_and_names(ds) -> None:
+    s = to_sequences(ds, window=30)
+    assert s.Y.shape == (4 * 3 * 2, 30)  # 70 days -> two full windows per cell
+    assert s.X.shape == (24, 30, 6)
+    assert s.feature_names == ("zos", "uo", "vo", "lat", "doy_sin", "doy_cos")
+    assert s.X_xarray().coords["feature"].values.tolist() == list(s.feature_names)
+
+
+def test_units_hold_the_right_values(ds) -> None:
+    s = to_sequences(ds, window=30, stride=10)
+    i = 7
+    iy, ix = s.cells[i]
+    t = s.starts[i]
+    np.testing.assert_allclose(s.Y[i], ds["sithick"].values[t : t + 30, iy, ix])
+    np.testing.assert_allclose(s.T[i], ds["treatment"].values[t : t + 30, iy, ix])
+    np.testing.assert_allclose(s.X[i, :, 1], ds["uo"].values[t : t + 30, iy, ix])
+    np.testing.assert_allclose(s.X[i, :, 3], ds["lat"].values[iy, ix])
+
+
+def test_to_grid_round_trip(ds) -> None:
+    s = to_sequences(ds, window=30)
+    back = s.to_grid(s.Y, "sithick")
+    assert back.dims == ("time", "y", "x")
+    np.testing.assert_allclose(back.values[:60], ds["sithick"].values[:60])
+    assert np.isnan(back.values[60:]).all()  # the last 10 days belong to no full window
+    assert "lat" in back.coords
+
+
+def test_series_without_space() -> None:
+    time = pd.date_range("2020-01-01", periods=95)
+    series = xr.Dataset(
+        {
+            name: ("time", np.arange(95.0) + k)
+            for k, name in enumerate(("sithick", "treatment", "zos"))
+        },
+        coords={"time": time},
+    )
+    s = to_sequences(series, covariates=("zos",), static=(), window=30)
+    assert s.Y.shape == (3, 30) and s.cells.shape == (3, 0)
+    np.testing.assert_allclose(s.to_grid(s.T, "t").values[:90], np.arange(90.0) + 1)
+    with pytest.raises(InputError, match="split by='unit'"):
+        split_units(s, test_fraction=0.3, seed=0)
+    train, test = split_units(s, test_fraction=0.34, seed=0, by="unit")
+    assert len(test) == 1 and len(train) == 2
+
+
+def test_split_by_cell_holds_out_whole_cells(ds) -> None:
+    s = to_sequences(ds, window=30)
+    train, test = split_units(s, test_fraction=0.25, seed=1)
+    train_cells = {tuple(c) for c in s.cells[train]}
+    test_cells = {tuple(c) for c in s.cells[test]}
+    assert train_cells.isdisjoint(test_cells) and len(test_cells) == 3
+    np.testing.assert_array_equal(split_units(s, test_fraction=0.25, seed=1)[1], test)
+
+
+def test_errors(ds) -> None:
+    with pytest.raises(InputError, match="Did you mean 'zos'"):
+        to_sequences(ds, covariates=("zoss",))
+    with pytest.raises(InputError, match="keep it out of X"):
+        to_sequences(ds, covariates=("zos", "treatment"))
+    with pytest.raises(InputError, match="fewer than window=100"):
+        to_sequences(ds, window=100)
+    holes = ds.copy(deep=True)
+    holes["zos"].values[:, 0, 0] = np.nan  # a land cell
+    with pytest.raises(InputError, match="2 of 24 units hold NaN"):
+        to_sequences(holes)
+    kept = to_sequences(holes, drop_incomplete=True)
+    assert kept.n_units == 22 and not ((kept.cells == [0, 0]).all(axis=1)).any()
