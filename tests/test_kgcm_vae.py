@@ -82,7 +82,8 @@ def test_latent_rounded_to_blocks(panel) -> None:
 def test_ensemble_pools_draws(panel) -> None:
     one = _fit(panel)
     two = _fit(panel, n_ensemble=2)
-    assert len(two.models_) == 2 and len(two.history_) == 2
+    assert len(two.models_) == 2 and len(two.histories_) == 2
+    assert two.history_ is two.histories_[0]
     T, X = panel["T"], panel["X"]
     assert two._effect_draws(X, T, T + 1).shape[0] == 2 * one.n_draws
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,11 +19,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{target.name}.", suffix=f".tmp{target.suffix}", dir=target.parent
-    )
-    os.close(fd)
-    tmp_path = Path(tmp)
+    # a fresh unique name that the writer creates itself, so the file gets the usual
+    # permissions (mkstemp would make it owner-only)
+    tmp_path = target.parent / f".{target.name}.{uuid.uuid4().hex[:12]}.tmp{target.suffix}"
     try:
         yield tmp_path
         os.replace(tmp_path, target)

@@ -16,7 +16,15 @@ from numpy.typing import ArrayLike
 
 from kgcm.errors import InputError
 
-__all__ = ["ate_error", "factual_rmse", "interval_coverage", "interval_width", "pehe", "rmse"]
+__all__ = [
+    "ate_error",
+    "factual_rmse",
+    "interval_coverage",
+    "interval_width",
+    "pehe",
+    "rmse",
+    "score_effects",
+]
 
 
 def _pair(a: ArrayLike, b: ArrayLike, names: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:
@@ -79,3 +87,22 @@ def interval_width(lower: ArrayLike, upper: ArrayLike) -> float:
     """Mean width of the intervals."""
     lo, up = _interval(lower, upper)
     return float(np.mean(up - lo))
+
+
+def score_effects(
+    truth: np.ndarray,
+    effect: np.ndarray,
+    y: np.ndarray,
+    y_pred: np.ndarray,
+    interval: tuple[np.ndarray, np.ndarray] | None,
+) -> dict[str, float]:
+    """PEHE, ATE error and factual RMSE (and coverage and width of an interval), as a dict."""
+    row = {
+        "pehe": pehe(truth, effect),
+        "ate_error": ate_error(truth, effect),
+        "factual_rmse": factual_rmse(y, y_pred),
+    }
+    if interval is not None:
+        row["coverage"] = interval_coverage(truth, *interval)
+        row["interval_width"] = interval_width(*interval)
+    return row

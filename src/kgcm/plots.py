@@ -50,13 +50,14 @@ def effect_map(
         lim = vmax if i < 2 else float(np.nanmax(np.abs(field.values))) or 1.0
         mesh = ax.pcolormesh(field.values, cmap="RdBu_r", vmin=-lim, vmax=lim, shading="auto")
         if heldout is not None:
-            ax.contour(heldout.values.astype(float), levels=[0.5], colors="k", linewidths=0.6)
+            iy, ix = np.nonzero(heldout.values)
+            ax.plot(ix + 0.5, iy + 0.5, "k.", markersize=2.5)
         ax.set_title(label)
         ax.set_aspect("equal")
         ax.set_xticks([])
         ax.set_yticks([])
         fig.colorbar(mesh, ax=ax, shrink=0.8, label=units)
-    fig.suptitle(title + (" (outline: held-out cells)" if heldout is not None else ""))
+    fig.suptitle(title + (" (dots: held-out cells)" if heldout is not None else ""))
     return _save(fig, path)
 
 
@@ -73,22 +74,28 @@ def effect_timeseries(
     units: str = "m",
     interval_label: str = "95% interval",
 ) -> Path:
-    """Factual vs estimated counterfactual SIT over time, with the interval (and the truth)."""
-    fig = Figure(figsize=(9.0, 3.8), layout="constrained")
-    ax = fig.add_subplot(1, 1, 1)
-    ax.plot(time, factual, color="0.2", lw=1.2, label="factual (observed)")
-    ax.fill_between(time, lower, upper, color="tab:blue", alpha=0.25, lw=0, label=interval_label)
-    ax.plot(time, counterfactual, color="tab:blue", lw=1.2, label="counterfactual (estimated)")
+    """Factual vs estimated counterfactual SIT over time (top) and the effect itself with its
+    interval and, when known, the truth (bottom). ``lower``/``upper`` bound the counterfactual.
+    """
+    fig = Figure(figsize=(9.0, 6.0), layout="constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 2])
+    top.plot(time, factual, color="0.2", lw=1.2, label="factual (observed)")
+    top.plot(time, counterfactual, color="tab:blue", lw=1.2, label="counterfactual (estimated)")
     if true_counterfactual is not None:
-        ax.plot(
-            time,
-            true_counterfactual,
-            color="tab:red",
-            lw=1.0,
-            ls="--",
-            label="counterfactual (true)",
-        )
-    ax.set_ylabel(f"SIT ({units})")
-    ax.set_title(title)
-    ax.legend(loc="best", fontsize=8)
+        top.plot(time, true_counterfactual, color="tab:red", lw=1.0, ls="--",
+                 label="counterfactual (true)")  # fmt: skip
+    top.set_ylabel(f"SIT ({units})")
+    top.set_title(title)
+    top.legend(loc="best", fontsize=8)
+    bottom.axhline(0.0, color="0.6", lw=0.8)
+    bottom.fill_between(time, lower - factual, upper - factual, color="tab:blue", alpha=0.25,
+                        lw=0, label=interval_label)  # fmt: skip
+    bottom.plot(
+        time, counterfactual - factual, color="tab:blue", lw=1.0, label="effect (estimated)"
+    )
+    if true_counterfactual is not None:
+        bottom.plot(time, true_counterfactual - factual, color="tab:red", lw=1.0, ls="--",
+                    label="effect (true)")  # fmt: skip
+    bottom.set_ylabel(f"effect ({units})")
+    bottom.legend(loc="best", fontsize=8)
     return _save(fig, path)

@@ -276,6 +276,21 @@ class KGCMVAE(BaseEstimator):
         give wider, more honest intervals at proportional cost.
     training : TrainingConfig or dict, optional
         Settings of the shared training loop (epochs, batch size, learning rate, device...).
+
+    Attributes
+    ----------
+    models_ : list of KGCMNet
+        The fitted networks (one per ensemble member), on the CPU in eval mode.
+    history_ : list of dict
+        Per-epoch record of the first member: each loss part (``train_outcome``,
+        ``train_reconstruction``, ``train_kl``, ``train_mmd``, ``train_adjacency_l1``,
+        ``train_total``), ``val_loss``, ``lr``, ``seconds``.
+    histories_ : list of list of dict
+        The same for every member.
+    feature_names_in_ : tuple of str or None
+        Covariate names used for the physical mask.
+    adjacency_spec_ : AdjacencySpec or None
+        Fixed and learnable decoder edges; ``adjacency_matrix()`` gives the fitted weights.
     """
 
     name: ClassVar[str] = "kgcm-vae"
@@ -382,7 +397,7 @@ class KGCMVAE(BaseEstimator):
             "y": _tensor(self.y_scaler_.transform(data.Y)),
         }
         self.models_: list[KGCMNet] = []
-        self.history_: list[list[dict[str, float]]] = []
+        self.histories_: list[list[dict[str, float]]] = []
         for k in range(self.n_ensemble):
             seed = int(self.seed) + k
             net, history = fit_module(
@@ -395,10 +410,9 @@ class KGCMVAE(BaseEstimator):
                 description=f"KGCM-VAE {k + 1}/{self.n_ensemble}",
             )
             self.models_.append(net.cpu())  # type: ignore[arg-type]
-            self.history_.append(history)
+            self.histories_.append(history)
+        self.history_ = self.histories_[0]
         self.device_ = str(resolve_device(training.device))
-        if self.n_ensemble == 1:
-            self.history_ = self.history_[0]  # type: ignore[assignment]
 
     def _adjacency(self, p: int) -> AdjacencySpec | None:
         if not self.decoder or p == 0 or self.adjacency == "off":
@@ -528,7 +542,7 @@ class KGCMVAE(BaseEstimator):
         spec = self.adjacency_spec_
         return {
             "models": [m.state_dict() for m in self.models_],
-            "history": self.history_,
+            "histories": self.histories_,
             "mmd_threshold": self.mmd_threshold_,
             "mmd_strict": self.mmd_strict_,
             "block": self.block_,
@@ -552,7 +566,8 @@ class KGCMVAE(BaseEstimator):
                 fixed=np.asarray(adj["fixed"]), learnable=np.asarray(adj["learnable"])
             )
         )
-        self.history_ = state["history"]
+        self.histories_ = state["histories"]
+        self.history_ = self.histories_[0]
         self.device_ = state["device"]
         self.models_ = []
         for sd in state["models"]:

@@ -30,11 +30,11 @@ from kgcm import __version__
 from kgcm._io import atomic_path, atomic_write_text
 from kgcm.config import DemoConfig, dump_toml
 from kgcm.estimators import make_estimator
-from kgcm.metrics import ate_error, factual_rmse, interval_coverage, interval_width, pehe
+from kgcm.metrics import score_effects
 from kgcm.sequences import SequenceSet, split_units, to_sequences
 from kgcm.synthetic.arctic import ArcticSimulation, Scenario, simulate_arctic
 
-__all__ = ["DemoResult", "run_demo", "score"]
+__all__ = ["DemoResult", "metrics_table", "run_demo"]
 
 Log = Callable[[str], None]
 
@@ -44,25 +44,6 @@ class DemoResult:
     metrics: dict[str, dict[str, float]]
     out_dir: Path
     seconds: dict[str, float]
-
-
-def score(
-    truth: np.ndarray,
-    effect: np.ndarray,
-    y: np.ndarray,
-    y_pred: np.ndarray,
-    interval: tuple[np.ndarray, np.ndarray] | None,
-) -> dict[str, float]:
-    """The demo's metrics for one estimator on held-out units."""
-    row = {
-        "pehe": pehe(truth, effect),
-        "ate_error": ate_error(truth, effect),
-        "factual_rmse": factual_rmse(y, y_pred),
-    }
-    if interval is not None:
-        row["coverage"] = interval_coverage(truth, *interval)
-        row["interval_width"] = interval_width(*interval)
-    return row
 
 
 def run_demo(
@@ -164,10 +145,10 @@ def _metrics(
 ) -> dict[str, dict[str, float]]:
     truth = truth_all[test_idx]
     interval = None if lower_all is None else (lower_all[test_idx], upper_all[test_idx])  # type: ignore[index]
-    model_row = score(truth, effect_all[test_idx], test.Y, y_pred_all[test_idx], interval)
+    model_row = score_effects(truth, effect_all[test_idx], test.Y, y_pred_all[test_idx], interval)
     zero = make_estimator("zero-effect").fit(train.Y, train.T, X=train.X)
     zero_pred = zero.predict(test.X, test.T)
-    zero_row = score(truth, np.zeros_like(truth), test.Y, zero_pred, None)
+    zero_row = score_effects(truth, np.zeros_like(truth), test.Y, zero_pred, None)
     return {
         config.estimator.name: model_row,
         "zero-effect": zero_row,

@@ -1,0 +1,32 @@
+"""Long runs, marked `slow`. CI runs them in a small form; KGCM_FULL=1 runs the full size.
+
+KGCM_FULL=1 .venv/bin/python -m pytest -m slow
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from kgcm.config import DemoConfig, load_config
+from kgcm.experiments.demo import run_demo
+
+FULL = os.environ.get("KGCM_FULL") == "1"
+
+
+@pytest.mark.slow
+def test_demo_meets_its_target(tmp_path) -> None:
+    """The main job beats the zero-effect reference by the documented margin.
+
+    Full: the default demo (24 x 24 cells, 365 days), PEHE at most 0.5 x zero-effect.
+    Small (CI): 12 x 12 cells, PEHE at most 0.75 x zero-effect.
+    """
+    overrides = [] if FULL else ["arctic.ny=12", "arctic.nx=12"]
+    bound = 0.5 if FULL else 0.75
+    cfg = load_config(DemoConfig, None, overrides)
+    result = run_demo(cfg, tmp_path, log=lambda _m: None)
+    model, zero = result.metrics["kgcm-vae"], result.metrics["zero-effect"]
+    assert model["pehe"] <= bound * zero["pehe"], result.metrics
+    assert model["ate_error"] < 0.5 * zero["ate_error"], result.metrics
+    assert model["factual_rmse"] < 0.5 * zero["factual_rmse"], result.metrics
