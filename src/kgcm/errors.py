@@ -10,6 +10,7 @@ from collections.abc import Iterable
 
 __all__ = [
     "ConfigError",
+    "DataError",
     "InputError",
     "KgcmError",
     "NotFittedError",
@@ -27,6 +28,11 @@ class InputError(KgcmError, ValueError):
 
 class ConfigError(KgcmError, ValueError):
     """A config file or parameter set that cannot be used as given."""
+
+
+class DataError(InputError):
+    """A data file or dataset that cannot be used as given: names the file, the variable, and
+    what to do."""
 
 
 class NotFittedError(KgcmError, RuntimeError):
