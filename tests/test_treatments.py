@@ -175,3 +175,22 @@ def test_v1_recipe_adds_speed_and_scales() -> None:
     eps = np.random.default_rng(0).normal(0, 0.1, 50)
     np.testing.assert_allclose(t0, 2 * s + 6 * 0.1 + eps)
     np.testing.assert_allclose(tr.forcing_scenario(t0, spd, "v1"), (1.5 + 0.5 * 0.5) * t0)
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 7, 100])
+def test_dask_chunked_along_time_matches_numpy(chunk) -> None:
+    """Long records stay chunked along time (map_overlap); results equal the one-block ones."""
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(60, 3, 4))
+    a[5, 1, 1] = np.nan
+    x = xr.DataArray(a, dims=("time", "y", "x"))
+    xd = x.chunk({"time": chunk})
+    for fn in (
+        lambda v: tr.moving_average(v, 5),
+        tr.ssh_increment,
+        lambda v: tr.lag(v, 4),
+        lambda v: tr.velocity_modulation(abs(v), v, lag=2),
+    ):
+        got = fn(xd)
+        assert got.chunks is not None
+        np.testing.assert_allclose(got.values, fn(x).values, equal_nan=True)

@@ -123,6 +123,121 @@ def estimators() -> None:
 
 
 @app.command()
+def readers() -> None:
+    """List the product readers (kgcm.open_dataset, kgcm prepare)."""
+    from kgcm.readers import reader_table
+
+    table = Table(title="Product readers")
+    for col in ("name", "time step", "variables", "product"):
+        table.add_column(col)
+    for row in reader_table():
+        table.add_row(*row)
+    stdout.print(table)
+
+
+def _run_logged(work):  # type: ignore[no-untyped-def]
+    """Run ``work(log)`` with log lines on stderr; KgcmError becomes a clean exit 2."""
+
+    def log(msg: str) -> None:
+        console.log(escape(msg))
+
+    try:
+        return work(log)
+    except KgcmError as exc:
+        _fail(exc)
+        return None
+
+
+@app.command()
+def prepare(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Prepare config (TOML/YAML).")],
+    set_: SetOpt = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Zarr store to write (overrides output).")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing store.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Read product files, align them on one grid and time step, build the treatment, and
+    write an analysis-ready Zarr store (paths in the config are relative to the config file).
+    """
+    from kgcm.config import load_config
+    from kgcm.prepare import PrepareConfig, run_prepare
+
+    def work(log):  # type: ignore[no-untyped-def]
+        overrides = list(set_ or ())
+        if out is not None:
+            overrides.append(f"output={str(out.resolve())!r}")
+        if overwrite:
+            overrides.append("overwrite=true")
+        cfg = load_config(PrepareConfig, config, overrides)
+        return run_prepare(cfg, base_dir=config.resolve().parent, log=log, progress=progress)
+
+    result = _run_logged(work)
+    if result is not None:
+        stdout.print(
+            f"wrote {result.path}: {dict(result.sizes)}, variables {list(result.variables)}; "
+            f"{result.cell_days:,} cell-days in {result.seconds:.1f} s"
+        )
+
+
+@app.command()
+def fit(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Fit config (TOML/YAML).")],
+    set_: SetOpt = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder to write.")] = Path(
+        "runs/fit"
+    ),
+) -> None:
+    """Fit an estimator on a prepared store; writes model.kgcm, config, split and metrics."""
+    from kgcm.config import load_config
+    from kgcm.experiments.fit import FitConfig, run_fit
+
+    def work(log):  # type: ignore[no-untyped-def]
+        cfg = load_config(FitConfig, config, set_ or ())
+        return run_fit(cfg, out, base_dir=config.resolve().parent, log=log)
+
+    result = _run_logged(work)
+    if result is not None:
+        stdout.print_json(data=result.metrics)
+
+
+@app.command()
+def effect(
+    run: Annotated[Path, typer.Argument(help="Run folder written by kgcm fit.")],
+    scale: Annotated[
+        float | None, typer.Option(help="Scenario T1 = scale x T0 (default: the run's).")
+    ] = None,
+    shift: Annotated[float | None, typer.Option(help="Scenario T1 = T0 + shift.")] = None,
+    units: Annotated[str, typer.Option(help="'all' units or only the held-out 'test' ones.")] = (
+        "all"
+    ),
+    alpha: Annotated[float | None, typer.Option(help="Interval level 1 - alpha.")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="NetCDF to write (default RUN/effects.nc).")
+    ] = None,
+) -> None:
+    """Effects of a treatment scenario with intervals, written as CF NetCDF plus figures."""
+    from kgcm.config import ScenarioConfig
+    from kgcm.errors import ConfigError
+    from kgcm.experiments.fit import run_effect
+
+    def work(log):  # type: ignore[no-untyped-def]
+        if scale is not None and shift is not None:
+            raise ConfigError("give --scale or --shift, not both.")
+        scenario = None
+        if scale is not None:
+            scenario = ScenarioConfig(kind="scale", value=scale)
+        elif shift is not None:
+            scenario = ScenarioConfig(kind="shift", value=shift)
+        return run_effect(run, scenario=scenario, units=units, out=out, alpha=alpha, log=log)
+
+    summary = _run_logged(work)
+    if summary is not None:
+        stdout.print_json(data=summary)
+
+
+@app.command()
 def version() -> None:
     """Print the kgcm version."""
     stdout.print(__version__)

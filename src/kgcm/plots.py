@@ -73,6 +73,7 @@ def effect_timeseries(
     title: str = "sea-ice thickness at a held-out cell",
     units: str = "m",
     interval_label: str = "95% interval",
+    ylabel: str = "SIT",
 ) -> Path:
     """Factual vs estimated counterfactual SIT over time (top) and the effect itself with its
     interval and, when known, the truth (bottom). ``lower``/``upper`` bound the counterfactual.
@@ -84,7 +85,7 @@ def effect_timeseries(
     if true_counterfactual is not None:
         top.plot(time, true_counterfactual, color="tab:red", lw=1.0, ls="--",
                  label="counterfactual (true)")  # fmt: skip
-    top.set_ylabel(f"SIT ({units})")
+    top.set_ylabel(f"{ylabel} ({units})" if units else ylabel)
     top.set_title(title)
     top.legend(loc="best", fontsize=8)
     bottom.axhline(0.0, color="0.6", lw=0.8)
@@ -96,6 +97,6 @@ def effect_timeseries(
     if true_counterfactual is not None:
         bottom.plot(time, true_counterfactual - factual, color="tab:red", lw=1.0, ls="--",
                     label="effect (true)")  # fmt: skip
-    bottom.set_ylabel(f"effect ({units})")
+    bottom.set_ylabel(f"effect ({units})" if units else "effect")
     bottom.legend(loc="best", fontsize=8)
     return _save(fig, path)

@@ -231,7 +231,9 @@ def split_units(
     """Random train/test split of unit indices.
 
     ``by="cell"`` holds out whole cells (all their windows: effects on unseen places);
-    ``by="unit"`` holds out windows independently (the paper's split by window).
+    ``by="unit"`` holds out windows independently (the paper's split by window);
+    ``by="time"`` holds out the latest windows (every cell's last ``test_fraction`` of window
+    starts: effects in an unseen future period; ``seed`` is not used).
     """
     if not 0.0 < test_fraction < 1.0:
         raise InputError(f"test_fraction must be in (0, 1); got {test_fraction!r}.")
@@ -253,6 +255,14 @@ def split_units(
             raise InputError(f"only {n} units: too few to hold {test_fraction:.0%} out.")
         is_test = np.zeros(n, dtype=bool)
         is_test[rng.choice(n, size=n_test, replace=False)] = True
+    elif by == "time":
+        starts = np.unique(seqs.starts)
+        n_test = max(1, round(test_fraction * len(starts)))
+        if n_test >= len(starts):
+            raise InputError(
+                f"only {len(starts)} window starts: too few to hold {test_fraction:.0%} out."
+            )
+        is_test = seqs.starts >= starts[-n_test]
     else:
-        raise InputError(f"by must be 'cell' or 'unit'; got {by!r}.")
+        raise InputError(f"by must be 'cell', 'unit' or 'time'; got {by!r}.")
     return np.flatnonzero(~is_test), np.flatnonzero(is_test)

@@ -124,15 +124,24 @@ def _apply(
     x: ArrayLike,
     axis: int,
     dim: str,
+    *,
+    depth: int,
     **kwargs: Any,
 ) -> ArrayLike:
-    """Run a kernel along time for numpy (``axis``) or xarray (``dim``) input."""
+    """Run a kernel along time for numpy (``axis``) or xarray (``dim``) input.
+
+    ``depth`` is how many past steps one output step needs (the kernels are trailing). For
+    dask-backed input chunked along time, blocks are extended by ``depth`` steps from their
+    neighbours (``dask.array.map_overlap``), so a long record never has to sit in one chunk.
+    """
     if isinstance(x, xr.DataArray):
         if dim not in x.dims:
             raise InputError(
                 f"DataArray {x.name!r} has dims {tuple(x.dims)}; expected a {dim!r} dimension."
                 f" Pass dim=<name of the time dimension>."
             )
+        if x.chunks is not None and len(x.chunks[x.get_axis_num(dim)]) > 1:
+            return _apply_overlapping(kernel, x, dim, depth=depth, **kwargs)
 
         def along_last(a: np.ndarray) -> np.ndarray:
             return np.moveaxis(kernel(np.moveaxis(a, -1, 0), **kwargs), 0, -1)
@@ -156,6 +165,25 @@ def _apply(
     raise InputError(f"expected a numpy array or xarray.DataArray; got {type(x).__name__}.")
 
 
+def _apply_overlapping(
+    kernel: Callable[..., np.ndarray], x: xr.DataArray, dim: str, *, depth: int, **kwargs: Any
+) -> xr.DataArray:
+    ax = x.get_axis_num(dim)
+    data = x.data
+    if depth > 0 and min(data.chunks[ax]) < depth:
+        data = data.rechunk({ax: max(depth, max(data.chunks[ax]))})
+
+    def block(a: np.ndarray) -> np.ndarray:
+        return np.moveaxis(kernel(np.moveaxis(a, ax, 0), **kwargs), 0, ax)
+
+    dtype = np.result_type(x.dtype, np.float32)
+    if depth == 0:
+        out = data.map_blocks(block, dtype=dtype)
+    else:
+        out = data.map_overlap(block, depth={ax: depth}, boundary="none", trim=True, dtype=dtype)
+    return x.copy(data=out)
+
+
 def moving_average(x: ArrayLike, window: int, *, axis: int = 0, dim: str = "time") -> ArrayLike:
     """Trailing moving average ``MA_w(x)_t = mean(x[t-w+1 .. t])`` with ``min_periods=1``.
 
@@ -169,7 +197,7 @@ def moving_average(x: ArrayLike, window: int, *, axis: int = 0, dim: str = "time
     """
     if not isinstance(window, int | np.integer) or isinstance(window, bool) or window < 1:
         raise InputError(f"window must be an integer >= 1; got {window!r}.")
-    return _apply(_moving_average_kernel, x, axis, dim, window=int(window))
+    return _apply(_moving_average_kernel, x, axis, dim, depth=int(window) - 1, window=int(window))
 
 
 def ssh_increment(
@@ -180,7 +208,7 @@ def ssh_increment(
     The first step has no predecessor; it is filled with ``first`` (0: no transition, the
     default; ``"nan"`` to mark it missing).
     """
-    return _apply(_increment_kernel, h, axis, dim, first=first)
+    return _apply(_increment_kernel, h, axis, dim, depth=1, first=first)
 
 
 def lag(
@@ -192,7 +220,7 @@ def lag(
     """
     if not isinstance(steps, int | np.integer) or isinstance(steps, bool) or steps < 0:
         raise InputError(f"steps must be an integer >= 0; got {steps!r}.")
-    return _apply(_lag_kernel, x, axis, dim, steps=int(steps), fill=fill)
+    return _apply(_lag_kernel, x, axis, dim, depth=int(steps), steps=int(steps), fill=fill)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,674 @@
+"""``kgcm prepare``: product files → one analysis-ready Zarr store.
+
+Steps, all lazy (dask) until the final write:
+
+1. open every source with its reader (:func:`kgcm.readers.open_dataset`), selecting variables,
+   time range and region before anything is read;
+2. put every source on the target grid (:mod:`kgcm.regrid`, nearest neighbour);
+3. put every source on the target time step, explicitly: a source whose step differs from the
+   target's needs ``resample`` set (``"nearest"`` / ``"linear"`` to go finer, ``"mean"`` to go
+   coarser), otherwise it is an error; the time axis is the span all sources cover;
+4. merge, combine masks, optionally convert effective thickness and remove SSH means;
+5. optionally average over the area (the paper's single series);
+6. build the knowledge-guided treatment (:mod:`kgcm.treatments`) or take a column;
+7. write a Zarr store chunked for training, atomically (a temporary store renamed into place), with
+   the resolved config, sources and kgcm version in its attributes.
+
+Tables (``product = "table"``, ``"paper-csv"``) give ``(time,)`` series and go through the same
+steps without the grid ones.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time as _time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from kgcm import treatments
+from kgcm.config import dump_toml, to_dict
+from kgcm.errors import ConfigError, DataError
+from kgcm.regrid import GridSpec, NearestRegridder, polar_stereographic_grid, same_grid, spacing_m
+
+__all__ = [
+    "PrepareConfig",
+    "PrepareResult",
+    "SourceConfig",
+    "TreatmentSpec",
+    "area_mean",
+    "build_treatment",
+    "run_prepare",
+]
+
+RESAMPLE = ("none", "nearest", "linear", "mean")
+TIME_STEPS = ("daily", "monthly")
+_STEP_ORDER = {"daily": 0, "7-day": 1, "monthly": 2}
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """One product to read.
+
+    Attributes
+    ----------
+    name : a short name for messages and for ``grid.source``.
+    paths : files, globs or a list of them.
+    product : reader name (``kgcm readers``); detected from content when empty.
+    variables : canonical variables to take from this source (empty: all it has). A variable may
+        come from one source only.
+    options : reader options (e.g. ``grid`` for PIOMAS, ``units`` overrides, a table's
+        ``date_column``).
+    resample : how to bring this source to the target time step when its own differs:
+        ``"nearest"`` or ``"linear"`` (to a finer step), ``"mean"`` (to a coarser one).
+    """
+
+    name: str
+    paths: str | tuple[str, ...]
+    product: str = ""
+    variables: tuple[str, ...] = ()
+    options: dict[str, Any] = field(default_factory=dict)
+    resample: str = "none"
+
+    def __post_init__(self) -> None:
+        if self.resample not in RESAMPLE:
+            raise ConfigError(
+                f"source {self.name!r}: resample must be one of {RESAMPLE}; got {self.resample!r}."
+            )
+
+
+@dataclass(frozen=True)
+class TreatmentSpec:
+    """How the treatment is built.
+
+    ``kind``:
+
+    - ``"velocity-modulation"``: ``v_t = MA_w(speed)_t (1 + α σ(k (Δh_t − τ)))`` from the ocean
+      (``velocity = "ocean"``: uo/vo) or ice (``"ice"``: usi/vsi) velocity and SSH ``ssh``;
+    - ``"column"``: the variable ``column`` as it is (e.g. longwave radiation in a table);
+    - ``"moving-average"``: ``MA_w(column)``;
+    - ``"none"``: no treatment (a store of covariates only).
+
+    ``lag`` shifts the result by that many steps in every kind.
+    """
+
+    kind: str = "velocity-modulation"
+    velocity: str = "ocean"
+    ssh: str = "zos"
+    column: str = ""
+    window: int = 5
+    slope: float = 200.0
+    centre: float = 0.0
+    gain: float = 1.0
+    lag: int = 0
+
+    def __post_init__(self) -> None:
+        kinds = ("velocity-modulation", "column", "moving-average", "none")
+        if self.kind not in kinds:
+            raise ConfigError(f"treatment.kind must be one of {kinds}; got {self.kind!r}.")
+        if self.velocity not in ("ocean", "ice"):
+            raise ConfigError(
+                f"treatment.velocity must be 'ocean' or 'ice'; got {self.velocity!r}."
+            )
+        if self.kind in ("column", "moving-average") and not self.column:
+            raise ConfigError(f"treatment.kind = {self.kind!r} needs treatment.column = '<name>'.")
+        treatments.VelocityModulation(
+            window=self.window, slope=self.slope, centre=self.centre, gain=self.gain, lag=self.lag
+        )
+
+
+def _default_chunks() -> dict[str, int]:
+    return {"time": 366, "y": 64, "x": 64}
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    """Everything ``kgcm prepare`` needs (see ``configs/prepare-*.toml``).
+
+    Attributes
+    ----------
+    sources : the products to read.
+    output : path of the Zarr store to write.
+    start, end : time range (inclusive; empty: what the sources cover together).
+    region : lat/lon box ``[lat_min, lat_max, lon_min, lon_max]`` (empty: everything).
+    polygon : or a polygon of ``[lon, lat]`` vertices.
+    time_step : ``"daily"`` or ``"monthly"``.
+    grid : the target grid (default: the first gridded source's).
+    area_mean : write the cos(lat)-weighted area mean as one ``(time,)`` series instead of the grid.
+    thickness : ``"as-is"`` or ``"from-effective"`` (``sithick = sithick_effective / siconc`` where
+        ``siconc >= min_concentration``, else NaN).
+    ssh_reference : ``"product"`` (keep each product's datum) or ``"anomaly"`` (remove each cell's
+        time mean, so SSH from different products can be compared).
+    chunks : Zarr chunks of the output, by dim.
+    overwrite : replace an existing store (otherwise an existing output is an error).
+    """
+
+    sources: tuple[SourceConfig, ...] = ()
+    output: str = "data/prepared.zarr"
+    start: str = ""
+    end: str = ""
+    region: tuple[float, ...] = ()
+    polygon: tuple[tuple[float, ...], ...] = ()
+    time_step: str = "daily"
+    grid: GridSpec = field(default_factory=GridSpec)
+    area_mean: bool = False
+    thickness: str = "as-is"
+    min_concentration: float = 0.15
+    ssh_reference: str = "product"
+    treatment: TreatmentSpec = field(default_factory=TreatmentSpec)
+    chunks: dict[str, int] = field(default_factory=_default_chunks)
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.sources:
+            raise ConfigError(
+                "prepare needs at least one [[sources]] entry with name, paths and product."
+            )
+        names = [s.name for s in self.sources]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"source names must be unique; got {names}.")
+        if self.time_step not in TIME_STEPS:
+            raise ConfigError(f"time_step must be one of {TIME_STEPS}; got {self.time_step!r}.")
+        if self.region and len(self.region) != 4:
+            raise ConfigError(
+                f"region must be [lat_min, lat_max, lon_min, lon_max]; got {list(self.region)}."
+            )
+        if self.region and self.polygon:
+            raise ConfigError("give region or polygon, not both.")
+        if self.thickness not in ("as-is", "from-effective"):
+            raise ConfigError(
+                f"thickness must be 'as-is' or 'from-effective'; got {self.thickness!r}."
+            )
+        if self.ssh_reference not in ("product", "anomaly"):
+            raise ConfigError(
+                f"ssh_reference must be 'product' or 'anomaly'; got {self.ssh_reference!r}."
+            )
+        if self.grid.kind == "source" and self.grid.source and self.grid.source not in names:
+            raise ConfigError(f"grid.source {self.grid.source!r} is not a source; have {names}.")
+        unknown = set(self.chunks) - {"time", "y", "x"}
+        if unknown:
+            raise ConfigError(f"chunks has unknown dims {sorted(unknown)}; use time, y, x.")
+
+
+@dataclass(frozen=True)
+class PrepareResult:
+    path: Path
+    sizes: dict[str, int]
+    variables: tuple[str, ...]
+    seconds: float
+    cell_days: int
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def run_prepare(
+    config: PrepareConfig,
+    *,
+    base_dir: str | os.PathLike[str] | None = None,
+    log: Callable[[str], None] = print,
+    progress: bool = True,
+) -> PrepareResult:
+    """Run the whole preparation; returns where the store is and what it holds."""
+    started = _time.perf_counter()
+    base = Path(base_dir) if base_dir is not None else Path.cwd()
+    output = _resolve(base, config.output)
+    if output.exists() and not config.overwrite:
+        raise DataError(
+            f"{output} exists already; choose another output or set overwrite = true "
+            f"(CLI: --overwrite)."
+        )
+    opened = {s.name: _open_source(s, config, base, log) for s in config.sources}
+    gridded = {n: "y" in ds.dims for n, ds in opened.items()}
+    if len(set(gridded.values())) > 1:
+        raise DataError(
+            f"sources mix gridded products {[n for n, g in gridded.items() if g]} with series "
+            f"{[n for n, g in gridded.items() if not g]}; prepare them separately (or use "
+            f"area_mean on the gridded ones first)."
+        )
+    _check_unique_variables(opened)
+    if all(gridded.values()):
+        target = _target_grid(config, opened, log)
+        opened = {n: _to_grid(n, ds, target, config, log) for n, ds in opened.items()}
+    opened = _align_time(opened, config, log)
+    ds = _merge(opened, config)
+    ds = _physics(ds, config, log)
+    if config.area_mean and "y" in ds.dims:
+        ds = area_mean(ds)
+    if config.treatment.kind != "none":
+        ds["treatment"] = build_treatment(ds, config.treatment)
+    _check_not_empty(ds)
+    ds = _finalize(ds, config)
+    cell_days = int(ds.sizes["time"] * ds.sizes.get("y", 1) * ds.sizes.get("x", 1))
+    log(
+        f"writing {output} ({', '.join(f'{k} {v}' for k, v in ds.sizes.items())}; "
+        f"{cell_days:,} cell-days)"
+    )
+    _write_zarr(ds, output, config, progress=progress)
+    seconds = _time.perf_counter() - started
+    return PrepareResult(
+        path=output,
+        sizes=dict(ds.sizes),
+        variables=tuple(str(v) for v in ds.data_vars),
+        seconds=seconds,
+        cell_days=cell_days,
+    )
+
+
+def _resolve(base: Path, path: str) -> Path:
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else base / p
+
+
+def _open_source(
+    source: SourceConfig, config: PrepareConfig, base: Path, log: Callable[[str], None]
+) -> xr.Dataset:
+    from kgcm.readers import open_dataset
+
+    paths = [source.paths] if isinstance(source.paths, str) else list(source.paths)
+    paths = [str(_resolve(base, p)) for p in paths]
+    options: dict[str, Any] = dict(source.options)
+    for key in ("grid", "mask", "kmt", "mesh_mask"):
+        if isinstance(options.get(key), str):
+            options[key] = str(_resolve(base, options[key]))
+    if config.start or config.end:
+        options["time"] = (config.start or None, config.end or None)
+    if source.variables:
+        options["variables"] = list(source.variables)
+    region = list(config.polygon) or list(config.region) or None
+    ds = open_dataset(paths, product=source.product or None, **options)
+    if region is not None and "y" in ds.dims:
+        from kgcm.readers.geometry import select_region
+
+        ds = select_region(ds, config.polygon or tuple(config.region), source=source.name)
+    log(
+        f"source {source.name}: {ds.attrs.get('reader', source.product)} "
+        f"{dict(ds.sizes)} {sorted(str(v) for v in ds.data_vars)} "
+        f"({ds.attrs.get('time_step', '?')})"
+    )
+    return ds
+
+
+def _check_unique_variables(opened: dict[str, xr.Dataset]) -> None:
+    owner: dict[str, str] = {}
+    for name, ds in opened.items():
+        for var in ds.data_vars:
+            if var == "mask":
+                continue
+            if var in owner:
+                raise DataError(
+                    f"variable {var!r} comes from both source {owner[var]!r} and {name!r}; pick "
+                    f"one with variables = [...] on each source."
+                )
+            owner[str(var)] = name
+
+
+def _target_grid(
+    config: PrepareConfig, opened: dict[str, xr.Dataset], log: Callable[[str], None]
+) -> xr.Dataset:
+    spec = config.grid
+    if spec.kind == "polar-stereographic":
+        grid = polar_stereographic_grid(spec.resolution_km, spec.lat_min, spec.central_meridian)
+        if config.region or config.polygon:
+            from kgcm.readers.geometry import region_mask
+
+            inside = region_mask(
+                grid["lat"].values, grid["lon"].values, config.polygon or tuple(config.region)
+            )
+            rows = np.flatnonzero(inside.any(axis=1))
+            cols = np.flatnonzero(inside.any(axis=0))
+            grid = grid.isel(y=slice(rows[0], rows[-1] + 1), x=slice(cols[0], cols[-1] + 1))
+        log(f"target grid: polar stereographic {spec.resolution_km} km, {dict(grid.sizes)}")
+        return grid
+    name = spec.source or next(iter(opened))
+    ds = opened[name]
+    log(f"target grid: source {name} {ds.sizes['y']} x {ds.sizes['x']}")
+    return xr.Dataset(coords={"lat": ds["lat"], "lon": ds["lon"]})
+
+
+def _to_grid(
+    name: str,
+    ds: xr.Dataset,
+    target: xr.Dataset,
+    config: PrepareConfig,
+    log: Callable[[str], None],
+) -> xr.Dataset:
+    if same_grid(ds, target):
+        return ds.drop_vars([c for c in ("y", "x") if c in ds.coords])
+    src_lat, src_lon = ds["lat"].values, ds["lon"].values
+    tgt_lat, tgt_lon = target["lat"].values, target["lon"].values
+    if config.grid.radius_km is not None:
+        radius = config.grid.radius_km * 1000.0
+    else:
+        radius = 1.5 * max(spacing_m(src_lat, src_lon), spacing_m(tgt_lat, tgt_lon))
+    regrid = NearestRegridder(src_lat, src_lon, tgt_lat, tgt_lon, radius_m=radius)
+    if regrid.coverage == 0.0:
+        raise DataError(
+            f"source {name}: no cell lies within {radius / 1000:.0f} km of the target grid; the "
+            f"grids do not overlap (check region and the product's coordinates)."
+        )
+    log(
+        f"source {name}: nearest-neighbour regrid, radius {radius / 1000:.1f} km, "
+        f"{regrid.coverage:.0%} of target cells covered"
+    )
+    out = {}
+    for var in ds.data_vars:
+        moved = regrid(ds[var], target)
+        if var == "mask":
+            moved = (moved == 1).astype(np.int8)
+        out[var] = moved
+    return xr.Dataset(out, attrs=ds.attrs)
+
+
+def _align_time(
+    opened: dict[str, xr.Dataset], config: PrepareConfig, log: Callable[[str], None]
+) -> dict[str, xr.Dataset]:
+    step = config.time_step
+    # each source on its own axis first; then the common span
+    staged = {}
+    for name, ds in opened.items():
+        own = ds.attrs.get("time_step", "daily")
+        source = next(s for s in config.sources if s.name == name)
+        if own == "monthly":
+            ds = ds.assign_coords(
+                time=pd.DatetimeIndex(ds["time"].values).to_period("M").start_time
+                if step == "monthly"
+                else ds["time"].values
+            )
+        if own != step:
+            finer = _STEP_ORDER.get(own, 0) > _STEP_ORDER[step]
+            allowed = ("nearest", "linear") if finer else ("mean",)
+            if source.resample not in allowed:
+                raise DataError(
+                    f"source {name}: its time step is {own} but the target is {step}; set "
+                    f"resample = {' or '.join(repr(a) for a in allowed)} on this source to say "
+                    f"how to convert (nothing is resampled silently)."
+                )
+        staged[name] = (ds, own, source.resample)
+    target = _time_axis(staged, config)
+    out = {}
+    for name, (ds, own, how) in staged.items():
+        if own == step:
+            have = pd.DatetimeIndex(ds["time"].values)
+            missing = target.difference(have)
+            if len(missing):
+                raise DataError(
+                    f"source {name}: {len(missing)} of {len(target)} {step} steps are missing "
+                    f"(first: {[str(t.date()) for t in missing[:5]]}). Give the missing files, "
+                    f"or narrow start/end."
+                )
+            out[name] = ds.sel(time=target)
+        elif how == "mean":
+            rule = "MS" if step == "monthly" else "D"
+            res = ds.drop_vars("mask", errors="ignore").resample(time=rule).mean()
+            if "mask" in ds:
+                res["mask"] = ds["mask"]
+            out[name] = res.sel(time=target)
+        elif how == "nearest":
+            out[name] = ds.reindex(time=target, method="nearest")
+        else:  # linear
+            dyn = ds.drop_vars("mask", errors="ignore").chunk({"time": -1})
+            res = dyn.interp(time=target)
+            if "mask" in ds:
+                res["mask"] = ds["mask"]
+            out[name] = res
+        if how != "none" and own != step:
+            log(f"source {name}: {own} -> {step} by {how}")
+    return out
+
+
+def _time_axis(
+    staged: dict[str, tuple[xr.Dataset, str, str]], config: PrepareConfig
+) -> pd.DatetimeIndex:
+    starts, ends = [], []
+    for ds, _, _ in staged.values():
+        t = pd.DatetimeIndex(ds["time"].values)
+        starts.append(t[0])
+        ends.append(t[-1])
+    start, end = max(starts), min(ends)
+    if config.start:
+        start = max(start, pd.Timestamp(config.start))
+    if config.end:
+        end = min(end, pd.Timestamp(config.end))
+    freq = "D" if config.time_step == "daily" else "MS"
+    axis = pd.date_range(start.normalize(), end, freq=freq)
+    if config.time_step == "daily":
+        axis = axis[axis >= start]
+    if len(axis) == 0:
+        spans = {
+            n: (str(s.date()), str(e.date())) for n, s, e in zip(staged, starts, ends, strict=True)
+        }
+        raise DataError(
+            f"the sources share no {config.time_step} step within the requested range; their "
+            f"spans are {spans}."
+        )
+    return axis
+
+
+def _merge(opened: dict[str, xr.Dataset], config: PrepareConfig) -> xr.Dataset:
+    parts = []
+    masks = []
+    for ds in opened.values():
+        if "mask" in ds:
+            masks.append(ds["mask"])
+        parts.append(ds.drop_vars("mask", errors="ignore"))
+    merged = xr.merge(parts, compat="override", join="exact", combine_attrs="drop")
+    if masks:
+        mask = masks[0]
+        for m in masks[1:]:
+            mask = mask * m
+        merged["mask"] = mask.astype(np.int8)
+    merged.attrs["sources"] = json.dumps(
+        {
+            n: {k: ds.attrs.get(k) for k in ("reader", "product", "time_step", "n_source_files")}
+            for n, ds in opened.items()
+        }
+    )
+    return merged
+
+
+def _physics(ds: xr.Dataset, config: PrepareConfig, log: Callable[[str], None]) -> xr.Dataset:
+    if config.thickness == "from-effective":
+        if "sithick_effective" not in ds or "siconc" not in ds:
+            raise DataError(
+                "thickness = 'from-effective' needs sithick_effective and siconc from the sources; "
+                f"have {sorted(str(v) for v in ds.data_vars)}."
+            )
+        if "sithick" in ds:
+            raise DataError("sithick is given already; do not also convert sithick_effective.")
+        conc = ds["siconc"]
+        ds["sithick"] = (ds["sithick_effective"] / conc).where(conc >= config.min_concentration)
+        ds = ds.drop_vars("sithick_effective")
+        log(f"sithick = sithick_effective / siconc where siconc >= {config.min_concentration}")
+    elif "sithick_effective" in ds and "sithick" not in ds:
+        log(
+            "note: thickness is effective (volume per cell area); set thickness = "
+            "'from-effective' to convert with siconc"
+        )
+    if config.ssh_reference == "anomaly" and "zos" in ds:
+        ds["zos"] = ds["zos"] - ds["zos"].mean("time")
+        log("zos: each cell's time mean removed (ssh_reference = 'anomaly')")
+    return ds
+
+
+def area_mean(ds: xr.Dataset) -> xr.Dataset:
+    """cos(lat)-weighted mean over valid cells: ``(time, y, x)`` → ``(time,)`` (lazy).
+
+    Each variable is averaged over the cells where it is finite (and ``mask`` is 1).
+    """
+    weights = np.cos(np.deg2rad(ds["lat"]))
+    if "mask" in ds:
+        weights = weights * ds["mask"]
+    out = {}
+    for name in ds.data_vars:
+        if name == "mask" or "y" not in ds[name].dims:
+            continue
+        da = ds[name]
+        w = weights.where(da.notnull(), 0.0)
+        out[name] = (da.fillna(0.0) * w).sum(("y", "x")) / w.sum(("y", "x"))
+        out[name].attrs = da.attrs
+    series = xr.Dataset(out, attrs=ds.attrs)
+    series.attrs["area_mean"] = "cos(lat)-weighted mean over valid cells"
+    return series.drop_vars(["lat", "lon"], errors="ignore")
+
+
+def build_treatment(ds: xr.Dataset, spec: TreatmentSpec) -> xr.DataArray:
+    """The treatment variable from ``ds`` according to ``spec`` (lazy)."""
+
+    def need(name: str) -> xr.DataArray:
+        if name not in ds:
+            raise DataError(
+                f"the treatment needs {name!r}, which no source provides; have "
+                f"{sorted(str(v) for v in ds.data_vars)}."
+            )
+        return ds[name]
+
+    if spec.kind == "velocity-modulation":
+        east, north = ("uo", "vo") if spec.velocity == "ocean" else ("usi", "vsi")
+        spd = treatments.speed(need(east), need(north))
+        out = treatments.velocity_modulation(
+            spd,
+            need(spec.ssh),
+            window=spec.window,
+            slope=spec.slope,
+            centre=spec.centre,
+            gain=spec.gain,
+            lag=spec.lag,
+        )
+    else:
+        base = need(spec.column)
+        out = (
+            treatments.moving_average(base, spec.window) if spec.kind == "moving-average" else base
+        )
+        if spec.lag:
+            out = treatments.lag(out, spec.lag)
+        out = out.copy().assign_attrs(units=base.attrs.get("units", ""))
+    attrs = {
+        f"kgcm_{k}": (json.dumps(v) if isinstance(v, str) else v) for k, v in to_dict(spec).items()
+    }
+    attrs["long_name"] = {
+        "velocity-modulation": "knowledge-guided velocity modulation",
+        "column": f"treatment: {spec.column}",
+        "moving-average": f"treatment: {spec.window}-step moving average of {spec.column}",
+    }[spec.kind]
+    return out.rename("treatment").assign_attrs(attrs)
+
+
+def _check_not_empty(ds: xr.Dataset) -> None:
+    """Refuse variables with no valid value at the first step (reads one step only)."""
+    import dask
+
+    names = [str(v) for v in ds.data_vars if v != "mask" and "time" in ds[v].dims]
+    first = dask.compute(*(ds[v].isel(time=0).notnull().any() for v in names))
+    empty = [n for n, ok in zip(names, first, strict=True) if not bool(ok)]
+    if empty:
+        raise DataError(
+            f"{empty} hold no valid value in the selected region at the first time step "
+            f"({str(ds['time'].values[0])[:10]}): the region may lie on land or outside the "
+            f"product's coverage. Check region/polygon and the sources."
+        )
+
+
+def _finalize(ds: xr.Dataset, config: PrepareConfig) -> xr.Dataset:
+    if ds.sizes.get("time", 0) == 0:
+        raise DataError("the prepared dataset has no time step.")
+    for name in list(ds.data_vars):
+        if name != "mask" and np.issubdtype(ds[name].dtype, np.floating):
+            ds[name] = ds[name].astype(np.float32)
+    ds.attrs.update(
+        kgcm_prepare_config=dump_toml(config),
+        kgcm_version=_version(),
+        time_step=config.time_step,
+        Conventions="CF-1.8",
+        history=f"{pd.Timestamp.now(tz='UTC'):%Y-%m-%dT%H:%M:%SZ} kgcm prepare",
+    )
+    chunks = {d: min(int(c), ds.sizes[d]) for d, c in config.chunks.items() if d in ds.dims}
+    chunks = {d: (ds.sizes[d] if c <= 0 else c) for d, c in chunks.items()}
+    return ds.chunk(chunks)
+
+
+def _write_zarr(ds: xr.Dataset, output: Path, config: PrepareConfig, *, progress: bool) -> None:
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(f".{output.name}.{uuid.uuid4().hex[:8]}.tmp")
+    for var in ds.variables.values():
+        var.encoding = {}
+    try:
+        # Zarr format 2 with consolidated metadata: readable by every Zarr tool in use today
+        delayed = ds.to_zarr(tmp, mode="w", compute=False, consolidated=True, zarr_format=2)
+        _compute(delayed, progress=progress)
+        if output.exists():
+            old = output.with_name(f".{output.name}.{uuid.uuid4().hex[:8]}.old")
+            output.rename(old)
+            tmp.rename(output)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(output)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _compute(delayed: Any, *, progress: bool) -> None:
+    import dask
+
+    if not progress:
+        dask.compute(delayed)
+        return
+    from dask.callbacks import Callback
+    from rich.progress import BarColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
+
+    class _RichCallback(Callback):
+        def __init__(self, bar: Progress) -> None:
+            super().__init__()
+            self.bar = bar
+            self.task = bar.add_task("prepare", total=None)
+
+        def _start_state(self, dsk: Any, state: dict[str, Any]) -> None:
+            total = sum(len(state[k]) for k in ("ready", "waiting", "running", "finished"))
+            self.bar.update(self.task, total=total)
+
+        def _posttask(self, key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
+            self.bar.update(self.task, completed=len(state["finished"]))
+
+    with (
+        Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            "{task.completed}/{task.total} tasks",
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        ) as bar,
+        _RichCallback(bar),
+    ):
+        dask.compute(delayed)
+
+
+def _version() -> str:
+    from kgcm import __version__
+
+    return __version__
+
+
+def open_prepared(path: str | os.PathLike[str]) -> xr.Dataset:
+    """Open a store written by ``kgcm prepare`` (lazily), with a clear error otherwise."""
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"{p} does not exist; run kgcm prepare first.")
+    try:
+        ds = xr.open_zarr(p, consolidated=True)
+    except Exception as exc:
+        raise DataError(
+            f"{p} is not a readable Zarr store ({exc.__class__.__name__}: {exc}); it may be "
+            f"incomplete. Run kgcm prepare again."
+        ) from exc
+    if "kgcm_prepare_config" not in ds.attrs:
+        raise DataError(f"{p} was not written by kgcm prepare (no kgcm_prepare_config attr).")
+    return ds

@@ -1,0 +1,196 @@
+"""kgcm prepare: sources → common grid and time step → treatment → Zarr; then fit and effect."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from kgcm.config import from_dict
+from kgcm.errors import ConfigError, DataError
+from kgcm.prepare import PrepareConfig, area_mean, open_prepared, run_prepare
+from kgcm.regrid import NearestRegridder, polar_stereographic_grid
+from kgcm.synthetic.products import truth, write_product
+from kgcm.treatments import speed, velocity_modulation
+
+
+@pytest.fixture(scope="module")
+def products(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("products")
+    # ice from a fine grid, ocean from a coarser one: two sources, two grids
+    write_product("cmems-glorys12", root / "fine", ny=16, nx=32, days=40, days_per_file=20,
+                  variables=("sithick", "siconc"))  # fmt: skip
+    write_product("cmems-glorys12", root / "coarse", ny=10, nx=20, days=40, days_per_file=40,
+                  variables=("zos", "uo", "vo"), packed=False)  # fmt: skip
+    return root
+
+
+def _config(root: Path, **extra) -> PrepareConfig:
+    data = {
+        "output": str(root / "out" / "store.zarr"),
+        "sources": [
+            {"name": "ice", "paths": str(root / "fine" / "*.nc"), "product": "cmems-glorys12"},
+            {"name": "ocean", "paths": str(root / "coarse" / "*.nc")},
+        ],
+        "grid": {"kind": "source", "source": "ice"},
+        "chunks": {"time": 16, "y": 8, "x": 8},
+        "overwrite": True,
+    }
+    data.update(extra)
+    return from_dict(PrepareConfig, data)
+
+
+def test_two_sources_on_one_grid(products) -> None:
+    result = run_prepare(_config(products), log=lambda m: None, progress=False)
+    ds = open_prepared(result.path)
+    assert set(ds.data_vars) == {"sithick", "siconc", "zos", "uo", "vo", "mask", "treatment"}
+    assert dict(ds.sizes) == {"time": 40, "y": 16, "x": 32}
+    assert ds["sithick"].dtype == np.float32
+    assert ds["sithick"].chunks is not None  # lazy on reading back
+    assert ds["sithick"].encoding["chunks"] == (16, 8, 8)
+    assert ds.attrs["kgcm_prepare_config"].startswith("output")
+    # the treatment is the velocity modulation of the regridded fields, recomputed here
+    expected = velocity_modulation(speed(ds["uo"].load(), ds["vo"].load()), ds["zos"].load())
+    np.testing.assert_allclose(ds["treatment"].values, expected.values, rtol=1e-5, atol=1e-7,
+                               equal_nan=True)  # fmt: skip
+    # regridded ocean values are the truth at the NEAREST coarse cell: close to the fine truth
+    true = truth(ds["lat"].values, ds["lon"].values, ds["time"].values)
+    ocean = ds["mask"].values.astype(bool)
+    err = np.abs(ds["zos"].values - true["zos"])[:, ocean]
+    assert np.nanmedian(err) < 0.02
+    assert result.cell_days == 40 * 16 * 32
+
+
+def test_nearest_regridder_matches_brute_force() -> None:
+    src = polar_stereographic_grid(200.0, 70.0)
+    tgt = polar_stereographic_grid(150.0, 72.0, central_meridian=10.0)
+    regrid = NearestRegridder(src["lat"].values, src["lon"].values, tgt["lat"].values,
+                              tgt["lon"].values, radius_m=3_000_000.0)  # fmt: skip
+
+    def xyz(lat, lon):
+        la, lo = np.deg2rad(lat.ravel()), np.deg2rad(lon.ravel())
+        return np.stack([np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)], 1)
+
+    a, b = xyz(src["lat"].values, src["lon"].values), xyz(tgt["lat"].values, tgt["lon"].values)
+    nearest = np.argmin(((b[:, None, :] - a[None, :, :]) ** 2).sum(-1), axis=1)
+    np.testing.assert_array_equal(regrid.index, nearest)
+    field = xr.DataArray(np.arange(src["lat"].size, dtype=float).reshape(1, *src["lat"].shape),
+                         dims=("time", "y", "x")).chunk({"time": 1})  # fmt: skip
+    moved = regrid(field, tgt).values[0]
+    np.testing.assert_array_equal(moved.ravel(), nearest.astype(float))
+    # beyond the radius there is no neighbour: NaN, not the nearest far-away value
+    tight = NearestRegridder(src["lat"].values, src["lon"].values, tgt["lat"].values,
+                             tgt["lon"].values, radius_m=150_000.0)  # fmt: skip
+    dist = 6_371_000.0 * np.sqrt(((b - a[nearest]) ** 2).sum(-1))
+    np.testing.assert_array_equal(tight.index < 0, dist > 150_000.0 * 1.001)
+
+
+def test_polar_stereographic_target_and_area_mean(products, tmp_path) -> None:
+    cfg = _config(products, output=str(tmp_path / "ps.zarr"),
+                  grid={"kind": "polar-stereographic", "resolution_km": 150.0, "lat_min": 70.0},
+                  area_mean=True)  # fmt: skip
+    ds = open_prepared(run_prepare(cfg, log=lambda m: None, progress=False).path)
+    assert set(ds.dims) == {"time"}
+    assert ds["sithick"].shape == (40,)
+    assert np.isfinite(ds["treatment"].values).all()
+
+
+def test_area_mean_weights_by_cos_lat() -> None:
+    lat = np.array([[60.0, 60.0], [80.0, 80.0]])
+    ds = xr.Dataset(
+        {"v": (("time", "y", "x"), np.array([[[1.0, 1.0], [3.0, np.nan]]]))},
+        coords={"lat": (("y", "x"), lat), "lon": (("y", "x"), np.zeros((2, 2)))},
+    )
+    w = np.cos(np.deg2rad([60.0, 60.0, 80.0]))
+    expected = (w * np.array([1.0, 1.0, 3.0])).sum() / w.sum()
+    np.testing.assert_allclose(area_mean(ds)["v"].values, [expected])
+
+
+def test_time_range_and_region(products, tmp_path) -> None:
+    cfg = _config(products, output=str(tmp_path / "r.zarr"), start="2020-01-05",
+                  end="2020-01-24", region=[75.0, 90.0, -90.0, 90.0])  # fmt: skip
+    ds = open_prepared(run_prepare(cfg, log=lambda m: None, progress=False).path)
+    assert ds.sizes["time"] == 20
+    assert str(ds["time"].values[0])[:10] == "2020-01-05"
+    valid = np.isfinite(ds["sithick"].isel(time=0).values)
+    assert (ds["lat"].values[valid] >= 75.0).all()
+
+
+def test_errors_are_clear(products, tmp_path) -> None:
+    out = tmp_path / "e.zarr"
+    # the same variable from two sources
+    both = {"name": "ice2", "paths": str(products / "fine" / "*.nc"), "variables": ["sithick"]}
+    cfg = _config(products, output=str(out))
+    bad = from_dict(
+        PrepareConfig, {**_config_dict(cfg), "sources": [*_config_dict(cfg)["sources"], both]}
+    )
+    with pytest.raises(DataError, match="comes from both source 'ice' and 'ice2'"):
+        run_prepare(bad, log=lambda m: None, progress=False)
+    # missing days in one source
+    files = sorted((products / "fine").glob("*.nc"))
+    gap = _config(products, output=str(out), sources=[
+        {"name": "ice", "paths": [str(f) for f in files[:1]]},
+        {"name": "ocean", "paths": str(products / "coarse" / "*.nc")},
+    ])  # fmt: skip
+    ds = run_prepare(gap, log=lambda m: None, progress=False)  # span = the common 20 days
+    assert ds.sizes["time"] == 20
+    # an existing output is not overwritten silently
+    cfg2 = from_dict(PrepareConfig, {**_config_dict(cfg), "overwrite": False})
+    with pytest.raises(DataError, match="exists already"):
+        run_prepare(cfg2, log=lambda m: None, progress=False)
+    # a region with no data
+    empty = _config(products, output=str(tmp_path / "x.zarr"), region=[50.0, 55.0, 0.0, 10.0])
+    with pytest.raises(DataError, match="no grid cell lies inside region"):
+        run_prepare(empty, log=lambda m: None, progress=False)
+    with pytest.raises(ConfigError, match="unknown config key 'sorces'"):
+        from_dict(PrepareConfig, {"sorces": []})
+    with pytest.raises(ConfigError, match="resample must be one of"):
+        from_dict(PrepareConfig, {"sources": [{"name": "a", "paths": "x", "resample": "cubic"}]})
+
+
+def test_missing_days_inside_the_span_are_refused(products, tmp_path) -> None:
+    files = sorted((products / "fine").glob("*.nc"))
+    ocean_files = sorted((products / "coarse").glob("*.nc"))
+    import shutil
+
+    holey = tmp_path / "holey"
+    holey.mkdir()
+    # one file of 20 days, another of 20 days: remove the first and keep only a later one
+    shutil.copy(files[1], holey / files[1].name)
+    ds = xr.open_dataset(files[0]).isel(time=slice(0, 5))
+    ds.to_netcdf(holey / "first5.nc")
+    cfg = _config(products, output=str(tmp_path / "h.zarr"), sources=[
+        {"name": "ice", "paths": str(holey / "*.nc"), "product": "cmems-glorys12"},
+        {"name": "ocean", "paths": [str(f) for f in ocean_files]},
+    ])  # fmt: skip
+    with pytest.raises(DataError, match="15 of 40 daily steps are missing"):
+        run_prepare(cfg, log=lambda m: None, progress=False)
+
+
+def _config_dict(cfg: PrepareConfig) -> dict:
+    from kgcm.config import to_dict
+
+    return to_dict(cfg)
+
+
+def test_fit_and_effect_on_the_store(products, tmp_path) -> None:
+    from kgcm.experiments.fit import FitConfig, run_effect, run_fit
+
+    store = run_prepare(_config(products, output=str(tmp_path / "s.zarr")), log=lambda m: None,
+                        progress=False).path  # fmt: skip
+    cfg = from_dict(FitConfig, {
+        "data": str(store), "window": 20,
+        "estimator": {"name": "kgcm-vae", "params": {"hidden": 8, "latent_dim": 4,
+                      "training": {"max_epochs": 2, "progress": False}}},
+    })  # fmt: skip
+    run = tmp_path / "run"
+    result = run_fit(cfg, run, log=lambda m: None)
+    assert result.metrics["n_dropped_units"] > 0  # land
+    summary = run_effect(run, log=lambda m: None)
+    assert summary["n_units"] == result.metrics["n_train_units"] + result.metrics["n_test_units"]
+    eff = xr.open_dataset(run / "effects.nc")
+    assert {"effect", "effect_lower", "effect_upper", "sithick", "heldout"} <= set(eff.data_vars)
+    assert eff["effect"].dims == ("time", "y", "x")
+    assert (run / "effects_map.png").stat().st_size > 0
