@@ -243,6 +243,95 @@ def version() -> None:
     stdout.print(__version__)
 
 
+@app.command()
+def fetch(
+    product: Annotated[
+        str, typer.Option("--product", "-p", help="Product: cmems-glorys12 or cmems-topaz.")
+    ],
+    start: Annotated[str, typer.Option(help="First day, YYYY-MM-DD.")],
+    end: Annotated[str, typer.Option(help="Last day, YYYY-MM-DD (inclusive).")],
+    variables: Annotated[
+        str, typer.Option(help="Comma-separated variables (the product's or canonical names).")
+    ] = "sithick,zos,uo,vo",
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("data"),
+    bbox: Annotated[
+        str, typer.Option(help="lat_min,lat_max,lon_min,lon_max in degrees.")
+    ] = "60,90,-180,180",
+    depth: Annotated[
+        str | None,
+        typer.Option(help="min,max depth in m for variables with depth (default: the surface)."),
+    ] = None,
+    split: Annotated[str, typer.Option(help="One file ('none'), or one per 'year'/'month'.")] = (
+        "none"
+    ),
+    dataset_id: Annotated[
+        str | None, typer.Option(help="Another dataset of the product (GLORYS12 interim).")
+    ] = None,
+    skip_existing: Annotated[
+        bool, typer.Option(help="Skip files already downloaded (resume a split download).")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the requests as JSON; download nothing.")
+    ] = False,
+) -> None:
+    """Download Arctic fields from Copernicus Marine, or print the requests (--dry-run).
+
+    Downloading needs the copernicusmarine package (the kgcm extra named fetch) and a free
+    Copernicus Marine account (`copernicusmarine login` once). See docs/data.md.
+    """
+    import json
+
+    from kgcm.errors import ConfigError
+    from kgcm.fetch import (
+        CREDENTIALS_HINT,
+        build_requests,
+        download,
+        get_product,
+        import_copernicusmarine,
+    )
+
+    def numbers(text: str, what: str, n: int) -> tuple[float, ...]:
+        try:
+            values = tuple(float(v) for v in text.split(","))
+        except ValueError:
+            values = ()
+        if len(values) != n:
+            raise ConfigError(f"--{what} needs {n} comma-separated numbers; got {text!r}.")
+        return values
+
+    try:
+        spec = get_product(product)
+        requests = build_requests(
+            product,
+            variables,
+            start,
+            end,
+            out=out,
+            bbox=numbers(bbox, "bbox", 4),  # type: ignore[arg-type]
+            depth=None if depth is None else numbers(depth, "depth", 2),  # type: ignore[arg-type]
+            split=split,  # type: ignore[arg-type]
+            dataset_id=dataset_id,
+            skip_existing=skip_existing,
+        )
+        if dry_run:
+            listing = {
+                "product": spec.name,
+                "product_id": spec.product_id,
+                "note": spec.note,
+                "requests": [r.to_kwargs() for r in requests],
+            }
+            typer.echo(json.dumps(listing, indent=2))
+            return
+        import_copernicusmarine()  # a missing package is reported before anything else
+        console.print(escape(CREDENTIALS_HINT), soft_wrap=True)
+        written = download(requests, log=lambda msg: console.log(escape(msg)))
+    except KgcmError as exc:
+        _fail(exc)
+        return
+    for path in written:
+        stdout.print(f"wrote {escape(str(path))}", soft_wrap=True)
+
+
 def main() -> None:
     """Console-script entry point."""
     try:

@@ -22,6 +22,13 @@ __all__ = ["detect", "get_reader", "list_readers", "open_dataset", "reader_table
 #: which the detection refuses (ambiguity is an error, not a guess).
 _REGISTRY: dict[str, str] = {
     "cmems-glorys12": "kgcm.readers.cmems:Glorys12Reader",
+    "cmems-topaz": "kgcm.readers.topaz:TopazReader",
+    "oras5": "kgcm.readers.oras5:Oras5Reader",
+    "table": "kgcm.readers.table:TableReader",
+    "paper-csv": "kgcm.readers.paper_csv:PaperCsvReader",
+    "nsidc-0116": "kgcm.readers.nsidc0116:Nsidc0116Reader",
+    "cs2smos": "kgcm.readers.cs2smos:Cs2SmosReader",
+    "piomas": "kgcm.readers.piomas:PiomasReader",
 }
 
 

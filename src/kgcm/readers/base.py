@@ -29,6 +29,7 @@ from kgcm.readers.schema import CANONICAL, apply_attrs, check_canonical
 __all__ = [
     "OpenOptions",
     "Reader",
+    "assign_time_bounds",
     "canonical_variable",
     "check_time_axis",
     "expand_paths",
@@ -307,6 +308,34 @@ def canonical_variable(
         units=units.get(product_name),
     )
     return out.rename(name)
+
+
+def assign_time_bounds(ds: xr.Dataset, start: Any, end: Any) -> xr.Dataset:
+    """``ds`` with the averaging period of each step as coordinates ``time_start``/``time_end``.
+
+    For products whose steps are means over a period (7-day windows, months): ``time`` stays the
+    stamp the product gives, and ``[time_start, time_end)`` (end exclusive) is the period it
+    averages. Kept as two 1-D ``time`` coordinates rather than a CF ``time_bnds(time, nv)``
+    variable so the dataset keeps the canonical dims; they follow every ``time`` selection.
+
+    Parameters
+    ----------
+    ds : dataset with a ``time`` dimension ``(n_steps,)``.
+    start, end : ``(n_steps,)`` datetimes, the inclusive start and exclusive end of each step.
+    """
+    start = pd.DatetimeIndex(start).as_unit("ns")
+    end = pd.DatetimeIndex(end).as_unit("ns")
+    n = ds.sizes["time"]
+    if len(start) != n or len(end) != n:
+        raise DataError(
+            f"time bounds need one start and end per step ({n}); got {len(start)} and {len(end)}."
+        )
+    if not (end > start).all():
+        raise DataError("time bounds must end after they start; a step has end <= start.")
+    ds = ds.assign_coords(time_start=("time", start), time_end=("time", end))
+    ds["time_start"].attrs.update(long_name="start of the averaging period (inclusive)")
+    ds["time_end"].attrs.update(long_name="end of the averaging period (exclusive)")
+    return ds
 
 
 def _version() -> str:

@@ -30,11 +30,11 @@ import numpy as np
 import pandas as pd
 
 from kgcm.errors import InputError
+from kgcm.readers.paper_csv import COLUMNS, read_paper_csv
 from kgcm.treatments import PaperRecipe, control_treatment, forcing_scenario, get_recipe
 
 __all__ = ["COLUMNS", "PaperData", "load_series", "paper_protocol", "standin_series"]
 
-COLUMNS = ("uoe", "von", "total_vel", "zos", "sithick")
 #: Covariates the models see: the drivers, not the outcome itself.
 COVARIATES = ("uoe", "von", "total_vel", "zos")
 STANDIN_NOTE = (
@@ -93,36 +93,22 @@ def standin_series(n_days: int = 1620, start: str = "2020-01-01", seed: int = 0)
 def load_series(path: str | os.PathLike[str]) -> pd.DataFrame:
     """Read the paper's CSV (or any CSV with the same columns and a date column).
 
-    The date column may be called ``time``, ``date`` or be the first column.
+    The parsing and checks are those of the ``paper-csv`` reader
+    (:func:`kgcm.readers.paper_csv.read_paper_csv`): the date column is the one column besides
+    :data:`COLUMNS` (or the one named ``time``/``date``), dates are daily without gaps or
+    duplicates, and ``total_vel`` is checked against the velocity components. The paper protocol
+    also needs every value, so missing values are refused here.
+
+    Returns
+    -------
+    DataFrame indexed by ``time`` (daily) with columns :data:`COLUMNS` (SI units);
+    ``attrs["source"]`` is the path.
     """
-    try:
-        raw = pd.read_csv(path)
-    except FileNotFoundError:
-        raise
-    except Exception as exc:
-        raise InputError(f"could not read {os.fspath(path)!r} as CSV: {exc}") from exc
-    missing = [c for c in COLUMNS if c not in raw.columns]
-    if missing:
-        raise InputError(
-            f"{os.fspath(path)!r} lacks columns {missing}; the paper protocol needs "
-            f"{list(COLUMNS)} (daily, SI units) and a date column."
-        )
-    date_col = next((c for c in ("time", "date", "Date", "datetime") if c in raw.columns), None)
-    date_col = date_col or raw.columns[0]
-    try:
-        index = pd.DatetimeIndex(pd.to_datetime(raw[date_col]), name="time")
-    except (ValueError, TypeError) as exc:
-        raise InputError(
-            f"column {date_col!r} of {os.fspath(path)!r} is not a date column; name the dates "
-            f"'time' or 'date'."
-        ) from exc
-    if index.has_duplicates or not index.is_monotonic_increasing:
-        raise InputError(f"the dates in {os.fspath(path)!r} are duplicated or not increasing.")
-    frame = raw.loc[:, list(COLUMNS)].astype(float).set_axis(index)
+    frame = read_paper_csv(path)
     if frame.isna().any().any():
         bad = frame.columns[frame.isna().any()].tolist()
         raise InputError(f"{os.fspath(path)!r} has missing values in {bad}; fill or drop them.")
-    frame.attrs["source"] = os.fspath(path)
+    frame.attrs = {"source": os.fspath(path)}
     return frame
 
 

@@ -27,6 +27,11 @@ __all__ = ["FLOWS", "land", "list_writers", "truth", "write_product"]
 #: product (reader name) -> "module:function"
 _WRITERS: dict[str, str] = {
     "cmems-glorys12": "kgcm.synthetic.products.glorys:write",
+    "cmems-topaz": "kgcm.synthetic.products.topaz:write",
+    "oras5": "kgcm.synthetic.products.oras5:write",
+    "nsidc-0116": "kgcm.synthetic.products.nsidc0116:write",
+    "cs2smos": "kgcm.synthetic.products.cs2smos:write",
+    "piomas": "kgcm.synthetic.products.piomas:write",
 }
 
 FLOWS = ("default", "rigid")
