@@ -194,3 +194,31 @@ def test_fit_and_effect_on_the_store(products, tmp_path) -> None:
     assert {"effect", "effect_lower", "effect_upper", "sithick", "heldout"} <= set(eff.data_vars)
     assert eff["effect"].dims == ("time", "y", "x")
     assert (run / "effects_map.png").stat().st_size > 0
+
+
+def test_interrupted_write_resumes(products, tmp_path, monkeypatch) -> None:
+    cfg = _config(products, output=str(tmp_path / "res.zarr"))  # 40 days in blocks of 16
+    original = xr.Dataset.to_zarr
+    calls: list[object] = []
+    crash = {"at": 2}
+
+    def failing(self, *args, **kwargs):
+        if kwargs.get("region") is not None:
+            calls.append(kwargs["region"])
+            if len(calls) == crash["at"]:
+                raise RuntimeError("simulated crash")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(xr.Dataset, "to_zarr", failing)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run_prepare(cfg, log=lambda m: None, progress=False)
+    assert not (tmp_path / "res.zarr").exists()  # nothing half-written at the output path
+    calls.clear()
+    crash["at"] = -1
+    result = run_prepare(cfg, log=lambda m: None, progress=False)
+    assert len(calls) == 2  # blocks 2 and 3 only; block 1 was kept
+    full = run_prepare(_config(products, output=str(tmp_path / "full.zarr")),
+                       log=lambda m: None, progress=False)  # fmt: skip
+    a, b = open_prepared(result.path), open_prepared(full.path)
+    np.testing.assert_array_equal(a["treatment"].values, b["treatment"].values)
+    assert not list(tmp_path.glob(".*partial*"))

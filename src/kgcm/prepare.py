@@ -52,6 +52,7 @@ __all__ = [
 RESAMPLE = ("none", "nearest", "linear", "mean")
 TIME_STEPS = ("daily", "monthly")
 _STEP_ORDER = {"daily": 0, "7-day": 1, "monthly": 2}
+_OPEN_FILES = 16
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,9 @@ class TreatmentSpec:
 
 
 def _default_chunks() -> dict[str, int]:
-    return {"time": 366, "y": 64, "x": 64}
+    # one Zarr chunk along time is also the unit of streamed writing: memory holds about
+    # time x (whole grid) x variables of it
+    return {"time": 32, "y": 128, "x": 128}
 
 
 @dataclass(frozen=True)
@@ -252,7 +255,11 @@ def run_prepare(
         f"writing {output} ({', '.join(f'{k} {v}' for k, v in ds.sizes.items())}; "
         f"{cell_days:,} cell-days)"
     )
-    _write_zarr(ds, output, config, progress=progress)
+    # Each open NetCDF file keeps its last-read chunk per variable in the netCDF-C chunk cache,
+    # and xarray keeps up to 128 files open: with one file a day that is 128 days of data held
+    # for nothing. Streaming needs only the files of the block being written.
+    with xr.set_options(file_cache_maxsize=_OPEN_FILES):
+        _write_zarr(ds, output, config, progress=progress)
     seconds = _time.perf_counter() - started
     return PrepareResult(
         path=output,
@@ -392,7 +399,9 @@ def _align_time(
                     f"resample = {' or '.join(repr(a) for a in allowed)} on this source to say "
                     f"how to convert (nothing is resampled silently)."
                 )
-        staged[name] = (ds, own, source.resample)
+        # per-step bounds (7-day windows, months) describe the source's own axis only
+        bounds = [c for c in ds.coords if c != "time" and ds[c].dims == ("time",)]
+        staged[name] = (ds.drop_vars(bounds), own, source.resample)
     target = _time_axis(staged, config)
     out = {}
     for name, (ds, own, how) in staged.items():
@@ -596,59 +605,98 @@ def _finalize(ds: xr.Dataset, config: PrepareConfig) -> xr.Dataset:
 
 
 def _write_zarr(ds: xr.Dataset, output: Path, config: PrepareConfig, *, progress: bool) -> None:
+    """Write ``ds`` block by block along time into a partial store, then rename it into place.
+
+    Each block is one Zarr chunk along time, computed and written on its own
+    (``to_zarr(region=...)``), so memory holds one block of the grid whatever the record length.
+    The partial store remembers finished blocks: rerunning the same config after an
+    interruption continues where it stopped; another config starts over.
+    """
+    import hashlib
+
     output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".{output.name}.{uuid.uuid4().hex[:8]}.tmp")
+    partial = output.with_name(f".{output.name}.partial")
+    done_file = output.with_name(f".{output.name}.partial.json")
+    key = hashlib.sha256(
+        (ds.attrs["kgcm_prepare_config"] + repr(dict(ds.sizes))).encode()
+    ).hexdigest()
+    done: list[int] = []
+    if partial.exists():
+        state = json.loads(done_file.read_text()) if done_file.exists() else {}
+        if state.get("key") == key:
+            done = list(state.get("done", []))
+        else:
+            shutil.rmtree(partial)
+            done_file.unlink(missing_ok=True)
     for var in ds.variables.values():
         var.encoding = {}
-    try:
-        # Zarr format 2 with consolidated metadata: readable by every Zarr tool in use today
-        delayed = ds.to_zarr(tmp, mode="w", compute=False, consolidated=True, zarr_format=2)
-        _compute(delayed, progress=progress)
-        if output.exists():
-            old = output.with_name(f".{output.name}.{uuid.uuid4().hex[:8]}.old")
-            output.rename(old)
-            tmp.rename(output)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(output)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    timeless = [str(v) for v in ds.data_vars if "time" not in ds[v].dims]
+    if not partial.exists() or not done_file.exists():
+        # metadata, coordinates and the variables without time; data blocks follow
+        ds.to_zarr(partial, mode="w", compute=False, consolidated=True, zarr_format=2)
+        if timeless:
+            ds[timeless].to_zarr(partial, mode="r+", consolidated=False, zarr_format=2)
+        _save_state(done_file, key, done)
+    step = ds.chunks["time"][0] if ds.chunks and "time" in ds.chunks else ds.sizes["time"]
+    n_time = ds.sizes["time"]
+    blocks = [(i, slice(a, min(a + step, n_time))) for i, a in enumerate(range(0, n_time, step))]
+    todo = [(i, sl) for i, sl in blocks if i not in done]
+    dynamic = ds.drop_vars(timeless + [c for c in ds.coords if "time" not in ds[c].dims])
+    with _progress_bar(progress, len(blocks), len(blocks) - len(todo)) as advance:
+        for i, sl in todo:
+            dynamic.isel(time=sl).to_zarr(
+                partial, region={"time": sl}, consolidated=False, zarr_format=2
+            )
+            done.append(i)
+            _save_state(done_file, key, done)
+            advance()
+    done_file.unlink()
+    if output.exists():
+        old = output.with_name(f".{output.name}.{uuid.uuid4().hex[:8]}.old")
+        output.rename(old)
+        partial.rename(output)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        partial.rename(output)
 
 
-def _compute(delayed: Any, *, progress: bool) -> None:
-    import dask
+def _save_state(path: Path, key: str, done: list[int]) -> None:
+    from kgcm._io import atomic_write_text
 
-    if not progress:
-        dask.compute(delayed)
-        return
-    from dask.callbacks import Callback
-    from rich.progress import BarColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
+    atomic_write_text(path, json.dumps({"key": key, "done": sorted(done)}))
 
-    class _RichCallback(Callback):
-        def __init__(self, bar: Progress) -> None:
-            super().__init__()
-            self.bar = bar
-            self.task = bar.add_task("prepare", total=None)
 
-        def _start_state(self, dsk: Any, state: dict[str, Any]) -> None:
-            total = sum(len(state[k]) for k in ("ready", "waiting", "running", "finished"))
-            self.bar.update(self.task, total=total)
+class _progress_bar:
+    """A rich progress bar over time blocks (or nothing)."""
 
-        def _posttask(self, key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
-            self.bar.update(self.task, completed=len(state["finished"]))
+    def __init__(self, enabled: bool, total: int, completed: int) -> None:
+        self.enabled, self.total, self.completed = enabled, total, completed
 
-    with (
-        Progress(
+    def __enter__(self) -> Callable[[], None]:
+        if not self.enabled:
+            return lambda: None
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.bar = Progress(
             "[progress.description]{task.description}",
             BarColumn(),
-            "{task.completed}/{task.total} tasks",
+            MofNCompleteColumn(),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
-        ) as bar,
-        _RichCallback(bar),
-    ):
-        dask.compute(delayed)
+        )
+        self.bar.__enter__()
+        task = self.bar.add_task("writing time blocks", total=self.total, completed=self.completed)
+        return lambda: self.bar.advance(task)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.enabled:
+            self.bar.__exit__(*exc)
 
 
 def _version() -> str:
