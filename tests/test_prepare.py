@@ -222,3 +222,68 @@ def test_interrupted_write_resumes(products, tmp_path, monkeypatch) -> None:
     a, b = open_prepared(result.path), open_prepared(full.path)
     np.testing.assert_array_equal(a["treatment"].values, b["treatment"].values)
     assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_three_products_three_grids_two_time_steps(tmp_path) -> None:
+    """SIT from TOPAZ (daily, polar stereographic, grid-relative vectors), SSH from GLORYS12
+    (daily, regular lat/lon), velocity from ORAS5 (monthly, curvilinear, along-grid vectors)."""
+    write_product("cmems-topaz", tmp_path / "topaz", ny=16, nx=16, spacing_km=50.0, days=80,
+                  days_per_file=80, variables=("sithick", "siconc"))  # fmt: skip
+    write_product("cmems-glorys12", tmp_path / "glorys", ny=30, nx=72, days=80, days_per_file=80,
+                  variables=("zos",), packed=False)  # fmt: skip
+    write_product("oras5", tmp_path / "oras5", months=3, variables=("vozocrtx", "vomecrty"))
+    sources = [
+        {"name": "ice", "paths": str(tmp_path / "topaz" / "*.nc")},
+        {"name": "ssh", "paths": str(tmp_path / "glorys" / "*.nc")},
+        {"name": "vel", "paths": str(tmp_path / "oras5" / "*.nc"), "product": "oras5"},
+    ]
+    cfg = from_dict(PrepareConfig, {"output": str(tmp_path / "m.zarr"), "sources": sources,
+                                    "grid": {"kind": "source", "source": "ice"}})  # fmt: skip
+    with pytest.raises(DataError, match="source vel: its time step is monthly but the target is "
+                                        "daily; set resample = 'nearest' or 'linear'"):  # fmt: skip
+        run_prepare(cfg, log=lambda m: None, progress=False)
+    sources[2]["resample"] = "linear"
+    cfg = from_dict(PrepareConfig, {"output": str(tmp_path / "m.zarr"), "sources": sources,
+                                    "grid": {"kind": "source", "source": "ice"}})  # fmt: skip
+    ds = open_prepared(run_prepare(cfg, log=lambda m: None, progress=False).path)
+    # the span all three cover: within ORAS5's mid-month stamps (16 Jan 12:00 .. 16 Mar 12:00)
+    assert str(ds["time"].values[0])[:10] == "2020-01-17"
+    assert str(ds["time"].values[-1])[:10] == "2020-03-16"
+    assert {"sithick", "siconc", "zos", "uo", "vo", "treatment", "mask"} <= set(ds.data_vars)
+    true = truth(ds["lat"].values, ds["lon"].values, ds["time"].values)
+    ocean = ds["mask"].values.astype(bool)
+    assert ocean.mean() > 0.3
+    # nearest neighbour from coarser grids (the ORAS5 fixture is ~20 x 24 over the Arctic)
+    for name, tol in (("sithick", 1e-4), ("zos", 0.02), ("uo", 0.02), ("vo", 0.02)):
+        err = np.abs(ds[name].values - true[name])[:, ocean]
+        assert np.nanmedian(err) < tol, name
+
+
+def test_vectors_are_moved_in_3d_not_as_two_scalars() -> None:
+    """Near the pole the east/north frame turns fast. A uniform flow across the pole (one
+    constant Cartesian vector, east component -c·sin(lon), north -c·sin(lat)·cos(lon)) must stay
+    that after regridding; moving the two components as scalars gets it wrong."""
+    from kgcm.regrid import regrid_vector
+
+    src = polar_stereographic_grid(100.0, 80.0)
+    tgt = polar_stereographic_grid(70.0, 82.0, central_meridian=30.0)
+    regrid = NearestRegridder(src["lat"].values, src["lon"].values, tgt["lat"].values,
+                              tgt["lon"].values, radius_m=200_000.0)  # fmt: skip
+
+    def across_pole(grid):
+        phi, lam = np.deg2rad(grid["lat"].values), np.deg2rad(grid["lon"].values)
+        return -0.2 * np.sin(lam), -0.2 * np.sin(phi) * np.cos(lam)
+
+    coords = {"lat": src["lat"], "lon": src["lon"]}
+    u_s, v_s = across_pole(src)
+    u = xr.DataArray(u_s[None], dims=("time", "y", "x"), coords=coords, name="uo")
+    v = xr.DataArray(v_s[None], dims=("time", "y", "x"), coords=coords, name="vo")
+    ue, vn = regrid_vector(u, v, regrid, tgt)
+    u_t, v_t = across_pole(tgt)
+    valid = np.isfinite(ue.values[0])
+    assert valid.mean() > 0.9
+    good = max(np.abs(ue.values[0] - u_t)[valid].max(), np.abs(vn.values[0] - v_t)[valid].max())
+    naive = max(np.abs(regrid(u, tgt).values[0] - u_t)[valid].max(),
+                np.abs(regrid(v, tgt).values[0] - v_t)[valid].max())  # fmt: skip
+    assert good < 0.002  # only the tangent-plane projection of a nearby cell's vector
+    assert naive > 10 * good

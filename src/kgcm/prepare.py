@@ -37,7 +37,15 @@ import xarray as xr
 from kgcm import treatments
 from kgcm.config import dump_toml, to_dict
 from kgcm.errors import ConfigError, DataError
-from kgcm.regrid import GridSpec, NearestRegridder, polar_stereographic_grid, same_grid, spacing_m
+from kgcm.readers.schema import VECTOR_PAIRS
+from kgcm.regrid import (
+    GridSpec,
+    NearestRegridder,
+    polar_stereographic_grid,
+    regrid_vector,
+    same_grid,
+    spacing_m,
+)
 
 __all__ = [
     "PrepareConfig",
@@ -367,7 +375,12 @@ def _to_grid(
         f"{regrid.coverage:.0%} of target cells covered"
     )
     out = {}
+    for east, north in VECTOR_PAIRS:
+        if east in ds and north in ds:
+            out[east], out[north] = regrid_vector(ds[east], ds[north], regrid, target)
     for var in ds.data_vars:
+        if var in out:
+            continue
         moved = regrid(ds[var], target)
         if var == "mask":
             moved = (moved == 1).astype(np.int8)
@@ -384,6 +397,9 @@ def _align_time(
     for name, ds in opened.items():
         own = ds.attrs.get("time_step", "daily")
         source = next(s for s in config.sources if s.name == name)
+        if own == "daily":
+            # a daily mean stands for its day, whether stamped at 00:00 or 12:00
+            ds = ds.assign_coords(time=pd.DatetimeIndex(ds["time"].values).floor("D"))
         if own == "monthly":
             ds = ds.assign_coords(
                 time=pd.DatetimeIndex(ds["time"].values).to_period("M").start_time

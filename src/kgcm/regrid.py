@@ -10,6 +10,11 @@ It keeps values exactly (no smoothing across land or the ice edge) and is the ri
 the target is as fine as or coarser than the source by a small factor; when going much coarser,
 aggregate first (e.g. a coarser product) since nearest neighbour subsamples.
 
+Vectors: east/north components are not moved as two scalars, because the local east and north
+directions turn from one cell to the next (by the change of longitude, which is large near the
+pole). :func:`regrid_vector` moves the 3-D Cartesian vector ``u·ê + v·n̂`` and projects it on the
+target cell's own east/north directions.
+
 Target grids: another source's grid (``kind = "source"``) or a north polar stereographic grid
 (``kind = "polar-stereographic"``) of a given spacing, computed on the sphere.
 """
@@ -23,7 +28,14 @@ import xarray as xr
 
 from kgcm.errors import ConfigError, DataError
 
-__all__ = ["GridSpec", "NearestRegridder", "polar_stereographic_grid", "same_grid", "spacing_m"]
+__all__ = [
+    "GridSpec",
+    "NearestRegridder",
+    "polar_stereographic_grid",
+    "regrid_vector",
+    "same_grid",
+    "spacing_m",
+]
 
 EARTH_RADIUS_M = 6_371_000.0
 
@@ -198,3 +210,35 @@ class NearestRegridder:
             keep_attrs=True,
         )
         return out.assign_coords(lat=target["lat"], lon=target["lon"])
+
+
+def _east_north_basis(lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unit east and north vectors in Earth-centred Cartesian coordinates: each (3, ny, nx)."""
+    phi, lam = np.deg2rad(lat), np.deg2rad(lon)
+    east = np.stack([-np.sin(lam), np.cos(lam), np.zeros_like(lam)])
+    north = np.stack([-np.sin(phi) * np.cos(lam), -np.sin(phi) * np.sin(lam), np.cos(phi)])
+    return east, north
+
+
+def regrid_vector(
+    east: xr.DataArray, north: xr.DataArray, regrid: NearestRegridder, target: xr.Dataset
+) -> tuple[xr.DataArray, xr.DataArray]:
+    """Move an east/north vector field (dims ..., y, x with 2-D lat/lon) to ``target`` (lazy).
+
+    The vector is written in Cartesian components at each source cell, the three components
+    are moved, and the result is projected on the target cell's east and north directions.
+    """
+    e_s, n_s = _east_north_basis(east["lat"].values, east["lon"].values)
+    e_t, n_t = _east_north_basis(target["lat"].values, target["lon"].values)
+    dims = ("y", "x")
+    moved = [
+        regrid(east * xr.DataArray(e_s[k], dims=dims) + north * xr.DataArray(n_s[k], dims=dims),
+               target)
+        for k in range(3)
+    ]  # fmt: skip
+    u = sum(moved[k] * xr.DataArray(e_t[k], dims=dims) for k in range(3))
+    v = sum(moved[k] * xr.DataArray(n_t[k], dims=dims) for k in range(3))
+    return (
+        u.rename(east.name).assign_attrs(east.attrs),
+        v.rename(north.name).assign_attrs(north.attrs),
+    )
