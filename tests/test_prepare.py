@@ -198,6 +198,7 @@ def test_fit_and_effect_on_the_store(products, tmp_path) -> None:
 
 def test_interrupted_write_resumes(products, tmp_path, monkeypatch) -> None:
     cfg = _config(products, output=str(tmp_path / "res.zarr"))  # 40 days in blocks of 16
+    monkeypatch.setattr("kgcm.prepare._BLOCK_BYTES", 1)  # one time chunk per block
     original = xr.Dataset.to_zarr
     calls: list[object] = []
     crash = {"at": 2}

@@ -61,6 +61,8 @@ RESAMPLE = ("none", "nearest", "linear", "mean")
 TIME_STEPS = ("daily", "monthly")
 _STEP_ORDER = {"daily": 0, "7-day": 1, "monthly": 2}
 _OPEN_FILES = 16
+#: rough size of one streamed block of output (float32), in bytes
+_BLOCK_BYTES = 256 * 2**20
 
 
 @dataclass(frozen=True)
@@ -486,6 +488,9 @@ def _merge(opened: dict[str, xr.Dataset], config: PrepareConfig) -> xr.Dataset:
             masks.append(ds["mask"])
         parts.append(ds.drop_vars("mask", errors="ignore"))
     merged = xr.merge(parts, compat="override", join="exact", combine_attrs="drop")
+    for part in parts:  # variable attrs (units, standard_name) survive; dataset attrs do not
+        for name in part.data_vars:
+            merged[name].attrs = dict(part[name].attrs)
     if masks:
         mask = masks[0]
         for m in masks[1:]:
@@ -617,6 +622,8 @@ def _finalize(ds: xr.Dataset, config: PrepareConfig) -> xr.Dataset:
     )
     chunks = {d: min(int(c), ds.sizes[d]) for d, c in config.chunks.items() if d in ds.dims}
     chunks = {d: (ds.sizes[d] if c <= 0 else c) for d, c in chunks.items()}
+    if "y" not in ds.dims:
+        chunks["time"] = ds.sizes["time"]  # a series is small: one chunk
     return ds.chunk(chunks)
 
 
@@ -653,7 +660,14 @@ def _write_zarr(ds: xr.Dataset, output: Path, config: PrepareConfig, *, progress
         if timeless:
             ds[timeless].to_zarr(partial, mode="r+", consolidated=False, zarr_format=2)
         _save_state(done_file, key, done)
-    step = ds.chunks["time"][0] if ds.chunks and "time" in ds.chunks else ds.sizes["time"]
+    chunk = ds.chunks["time"][0] if ds.chunks and "time" in ds.chunks else ds.sizes["time"]
+    # blocks of whole time chunks, as many as fit in the memory budget (at least one)
+    step_bytes = sum(
+        int(np.prod([ds.sizes[d] for d in ds[v].dims if d != "time"])) * 4
+        for v in ds.data_vars
+        if "time" in ds[v].dims
+    )
+    step = chunk * max(1, _BLOCK_BYTES // max(1, chunk * step_bytes))
     n_time = ds.sizes["time"]
     blocks = [(i, slice(a, min(a + step, n_time))) for i, a in enumerate(range(0, n_time, step))]
     todo = [(i, sl) for i, sl in blocks if i not in done]

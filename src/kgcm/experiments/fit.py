@@ -103,7 +103,7 @@ def _data_path(config: FitConfig, base: Path | None) -> Path:
     return p
 
 
-def _sequences(config: FitConfig, base: Path | None, log: Log) -> tuple[SequenceSet, int]:
+def _sequences(config: FitConfig, base: Path | None, log: Log) -> tuple[SequenceSet, int, str]:
     from kgcm.prepare import open_prepared
 
     ds = open_prepared(_data_path(config, base))
@@ -130,7 +130,7 @@ def _sequences(config: FitConfig, base: Path | None, log: Log) -> tuple[Sequence
         stride=config.stride or None,
         drop_incomplete=True,
     )
-    return seqs, n_all
+    return seqs, n_all, str(ds[config.outcome].attrs.get("units", ""))
 
 
 def _count_units(ds: xr.Dataset, config: FitConfig) -> int:
@@ -154,7 +154,7 @@ def run_fit(
     out.mkdir(parents=True, exist_ok=True)
     base = Path(base_dir) if base_dir is not None else None
     started = time.perf_counter()
-    seqs, n_all = _sequences(config, base, log)
+    seqs, n_all, _ = _sequences(config, base, log)
     if seqs.n_units < n_all:
         log(
             f"dropped {n_all - seqs.n_units:,} of {n_all:,} units holding NaN (land, gaps, "
@@ -249,7 +249,7 @@ def run_effect(
     if units not in ("all", "test"):
         raise ConfigError(f"units must be 'all' or 'test'; got {units!r}.")
     est = load(run / "model.kgcm")
-    seqs, _ = _sequences(config, None, log)
+    seqs, _, outcome_units = _sequences(config, None, log)
     split = np.load(run / "split.npz")
     is_test = np.zeros(seqs.n_units, dtype=bool)
     is_test[split["test"]] = True
@@ -270,6 +270,11 @@ def run_effect(
         lower = upper = None
     out_path = Path(out) if out is not None else run / "effects.nc"
     ds = _effects_dataset(seqs, config, effect, lower, upper, t1, is_test, alpha, describe)
+    if outcome_units:
+        for name in ("effect", "effect_lower", "effect_upper", config.outcome,
+                     f"{config.outcome}_counterfactual"):  # fmt: skip
+            if name in ds:
+                ds[name].attrs["units"] = outcome_units
     with atomic_path(out_path) as tmp:
         ds.to_netcdf(tmp)
     summary = {
@@ -306,16 +311,13 @@ def _effects_dataset(
     describe: str,
 ) -> xr.Dataset:
     units_attr = {"outcome": config.outcome}
-    outcome_attrs = {k: v for k, v in seqs.template.attrs.items() if k == "units"}
     pieces = {
         "effect": seqs.to_grid(
             effect,
             "effect",
             {"long_name": f"effect on {config.outcome}: Y(T1) - Y(T0)", **units_attr},
         ),
-        config.outcome: seqs.to_grid(
-            seqs.Y, config.outcome, {"long_name": "factual outcome", **outcome_attrs}
-        ),
+        config.outcome: seqs.to_grid(seqs.Y, config.outcome, {"long_name": "factual outcome"}),
         f"{config.outcome}_counterfactual": seqs.to_grid(
             seqs.Y + effect,
             f"{config.outcome}_counterfactual",

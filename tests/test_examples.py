@@ -1,0 +1,53 @@
+"""The shipped "bring your own data" example runs end to end from the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import xarray as xr
+from typer.testing import CliRunner
+
+from kgcm.cli import app
+
+EXAMPLE = Path(__file__).parents[1] / "examples" / "barents-kara"
+
+
+def test_barents_kara_chain(tmp_path) -> None:
+    runner = CliRunner()
+    store = tmp_path / "store.zarr"
+    res = runner.invoke(app, ["prepare", "-c", str(EXAMPLE / "prepare.toml"), "--out", str(store),
+                              "--no-progress"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    ds = xr.open_zarr(store)
+    assert ds.sizes["time"] == 14610
+    assert str(ds["time"].values[0])[:10] == "1979-01-01"
+    assert str(ds["time"].values[-1])[:10] == "2018-12-31"
+    assert float(abs(ds["treatment"] - ds["LW_down"]).max()) == 0.0
+    run = tmp_path / "run"
+    fast = ["--set", f"data='{store}'", "--set", "estimator.params.hidden=8",
+            "--set", "estimator.params.latent_dim=4",
+            "--set", "estimator.params.training.max_epochs=2"]  # fmt: skip
+    res = runner.invoke(app, ["fit", "-c", str(EXAMPLE / "fit.toml"), "-o", str(run), *fast])
+    assert res.exit_code == 0, res.output
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["n_train_units"] + metrics["n_test_units"] == 14610 // 30
+    res = runner.invoke(app, ["effect", str(run), "--shift", "10"])
+    assert res.exit_code == 0, res.output
+    eff = xr.open_dataset(run / "effects.nc")
+    assert eff["effect"].dims == ("time",)
+    assert eff["effect"].attrs["units"] == "km2"
+    assert {"effect_lower", "effect_upper", "sea_ice_extent_counterfactual"} <= set(eff.data_vars)
+    summary = json.loads((run / "effects.json").read_text())
+    assert summary["scenario"] == "T1 = T0 + 10"
+
+
+def test_fit_refuses_cell_split_on_a_series(tmp_path) -> None:
+    runner = CliRunner()
+    store = tmp_path / "store.zarr"
+    runner.invoke(app, ["prepare", "-c", str(EXAMPLE / "prepare.toml"), "--out", str(store),
+                        "--no-progress"])  # fmt: skip
+    res = runner.invoke(app, ["fit", "-c", str(EXAMPLE / "fit.toml"), "-o", str(tmp_path / "r"),
+                              "--set", f"data='{store}'", "--set", "split=cell"])  # fmt: skip
+    assert res.exit_code == 2
+    assert "use split = 'time'" in res.output
