@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PIP_FLAGS ?=
 
-.PHONY: demo test test-fast lint bench bench-arctic bench-paper bench-throughput clean
+.PHONY: demo test test-fast lint bench bench-arctic bench-paper bench-prepare bench-throughput clean
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=/path/to/python3.11 ...'"; exit 1; }
@@ -36,6 +36,9 @@ bench-arctic: $(STAMP)
 
 bench-paper: $(STAMP)
 	$(BIN)/python benchmarks/paper_protocol.py
+
+bench-prepare: $(STAMP)
+	$(BIN)/python benchmarks/prepare_throughput.py
 
 bench-throughput: $(STAMP)
 	$(BIN)/python benchmarks/throughput.py
