@@ -23,6 +23,9 @@ _LAZY: dict[str, str] = {
     "metrics": "kgcm.metrics",
     "synthetic": "kgcm.synthetic",
     "sequences": "kgcm.sequences",
+    "open_dataset": "kgcm.readers",
+    "list_readers": "kgcm.readers",
+    "readers": "kgcm.readers",
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]
