@@ -50,7 +50,7 @@ def test_top_level_open_dataset_and_unknown_file(tmp_path) -> None:
     for name in readers.list_readers():
         assert name in str(err.value)
     assert "product='<name>'" in str(err.value)
-    with pytest.raises(DataError, match="unknown product reader 'cmems-glorys'.*Did you mean"):
+    with pytest.raises(DataError, match=r"unknown product reader .cmems-glorys.*Did you mean"):
         kgcm.open_dataset(odd, product="cmems-glorys")
 
 
