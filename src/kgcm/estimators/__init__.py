@@ -19,6 +19,19 @@ __all__ = ["estimator_class", "list_estimators", "load", "make_estimator"]
 #: name -> "module:Class"
 _REGISTRY: dict[str, str] = {
     "kgcm-vae": "kgcm.estimators.kgcm_vae:KGCMVAE",
+    "r-crn": "kgcm.estimators.paper_baselines:RCRN",
+    "cf-rnn": "kgcm.estimators.paper_baselines:CFRNN",
+    "ts-tarnet": "kgcm.estimators.paper_baselines:TSTARNet",
+    "crn": "kgcm.estimators.crn:CRN",
+    "rmsn": "kgcm.estimators.rmsn:RMSN",
+    "causal-transformer": "kgcm.estimators.causal_transformer:CausalTransformer",
+    "tarnet": "kgcm.estimators.tarnet:TARNet",
+    "cfrnet": "kgcm.estimators.tarnet:CFRNet",
+    "cevae": "kgcm.estimators.cevae:CEVAE",
+    "t-learner": "kgcm.estimators.meta_learners:TLearner",
+    "s-learner": "kgcm.estimators.meta_learners:SLearner",
+    "linear-dml": "kgcm.estimators.dml:LinearDML",
+    "dynamic-dml": "kgcm.estimators.dml:DynamicDML",
     "zero-effect": "kgcm.estimators.zero_effect:ZeroEffect",
 }
 

@@ -143,9 +143,9 @@ class Standardizer:
 
     @classmethod
     def fit(cls, a: np.ndarray, *, per_feature: bool) -> Standardizer:
-        flat = a.reshape(-1, a.shape[-1]) if per_feature else a.reshape(-1, 1)
-        if flat.shape[1] == 0:
+        if per_feature and a.shape[-1] == 0:  # no covariates (X=None)
             return cls(mean=np.zeros(0), scale=np.ones(0))
+        flat = a.reshape(-1, a.shape[-1]) if per_feature else a.reshape(-1, 1)
         mean = flat.mean(axis=0)
         scale = flat.std(axis=0)
         # A constant column carries no information; scale 1 keeps it finite.
@@ -187,7 +187,8 @@ class BaseEstimator:
         Registry name (``kgcm.make_estimator(name)``).
     tags : dict
         Capabilities: ``intervals`` (``effect_interval`` available), ``needs_covariates``
-        (``X`` must have at least one feature), ``sequence`` (uses the time axis).
+        (``X`` must have at least one feature), ``sequence`` (uses the time axis),
+        ``binary_treatment`` (T must be 0/1; absent means False).
     """
 
     name: ClassVar[str] = ""
