@@ -1,0 +1,626 @@
+"""``kgcm benchmark`` and ``kgcm ablate``: datasets × estimators × seeds, with error bars.
+
+Every cell of the grid (dataset, estimator, seed) is one job: build the dataset for that seed,
+fit the estimator on its training units, and score on held-out units against exact effects:
+
+- ``pehe``: root mean squared error of the effect, raw units; ``ate_error``: |mean error|;
+- ``factual_rmse``: the model's prediction of the observed outcome;
+- ``coverage``, ``width``: of the ``1 − alpha`` effect interval, where the estimator has one;
+- ``cf_rmse_1``, ``cf_rmse_tau``: counterfactual-outcome RMSE one step and ``tau`` steps after a
+  treatment scenario starts (the time-varying field's metric, as in CRN and the Causal
+  Transformer): the scenario keeps the factual path up to step ``s`` and replaces it from ``s``;
+  the model predicts the outcome under that path (``predict(X, T1)``), compared with the exact
+  counterfactual outcome at steps ``s`` and ``s + tau − 1``.
+
+Jobs run in parallel (joblib, one torch thread per worker), each result is written to its own
+JSON file as soon as it is done, and finished cells are not rerun: an interrupted benchmark
+continues where it stopped. At the end: ``results.csv`` (one row per run), ``table.md``
+(mean ± sd and n per dataset and estimator), ``paired.md`` (the reference estimator minus each
+other, per seed, with a t-interval across seeds) and ``pehe.png``.
+
+Datasets (``kind``):
+
+- ``arctic``: the gridded simulator (``params``: any :class:`ArcticConfig` field, plus ``window``,
+  ``test_fraction``, ``scale`` of the effect scenario ``T1 = scale·T0``); the world's seed is
+  the run's seed;
+- ``paper``: the paper protocol on the stand-in series or a CSV (``params``: ``recipe``, ``lag``,
+  ``csv``); the treatment noise seed is the run's seed;
+- ``ihdp``: IHDP replication ``seed % 10 + 1`` (``params``: ``path``), static (t = 1), binary
+  treatment, out-of-sample on the 10% test split.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from kgcm._io import atomic_write_text
+from kgcm.config import dump_toml
+from kgcm.errors import ConfigError, InputError, KgcmError
+
+__all__ = [
+    "AblateConfig",
+    "BenchmarkConfig",
+    "DatasetSpec",
+    "EstimatorSpec",
+    "Task",
+    "ablation_estimators",
+    "make_task",
+    "paired_differences",
+    "run_benchmark",
+    "summarise",
+]
+
+KINDS = ("arctic", "paper", "ihdp")
+METRICS = ("pehe", "ate_error", "factual_rmse", "coverage", "width", "cf_rmse_1", "cf_rmse_tau")
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One dataset of the grid: a ``name`` for the tables, a ``kind`` and its ``params``."""
+
+    name: str
+    kind: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ConfigError(
+                f"dataset {self.name!r}: kind must be one of {KINDS}; got {self.kind!r}."
+            )
+
+
+@dataclass(frozen=True)
+class EstimatorSpec:
+    """One estimator of the grid: registry ``name``, a ``label`` for tables, its ``params``."""
+
+    name: str
+    label: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return self.label or self.name
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    """A benchmark grid. ``reference`` is the estimator label compared with every other one in
+    ``paired.md``; ``n_jobs`` workers run cells in parallel; ``tau`` is the horizon of
+    ``cf_rmse_tau``."""
+
+    name: str = "benchmark"
+    datasets: tuple[DatasetSpec, ...] = ()
+    estimators: tuple[EstimatorSpec, ...] = ()
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    reference: str = "kgcm-vae"
+    n_jobs: int = 2
+    tau: int = 5
+    alpha: float = 0.05
+    out: str = "runs/benchmark"
+
+    def __post_init__(self) -> None:
+        if not self.datasets or not self.estimators:
+            raise ConfigError("a benchmark needs at least one [[datasets]] and one [[estimators]].")
+        keys = [e.key for e in self.estimators]
+        if len(set(keys)) != len(keys):
+            raise ConfigError(f"estimator labels must be unique; got {keys} (set label = ...).")
+        names = [d.name for d in self.datasets]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"dataset names must be unique; got {names}.")
+        if not self.seeds:
+            raise ConfigError("seeds must list at least one seed.")
+        if self.tau < 1:
+            raise ConfigError(f"tau must be >= 1; got {self.tau}.")
+        from kgcm.estimators import list_estimators
+
+        known = list_estimators()
+        for e in self.estimators:
+            if e.name not in known:
+                from kgcm.errors import did_you_mean
+
+                raise ConfigError(
+                    f"unknown estimator {e.name!r}; registered: {known}."
+                    f"{did_you_mean(e.name, known)}"
+                )
+
+
+# --------------------------------------------------------------------------------------------
+# Tasks
+
+
+@dataclass(frozen=True)
+class Task:
+    """Arrays of one dataset for one seed (test arrays are the held-out units)."""
+
+    Y_train: np.ndarray
+    T_train: np.ndarray
+    X_train: Any
+    X_test: np.ndarray
+    Y_test: np.ndarray
+    T0_test: np.ndarray
+    T1_test: np.ndarray
+    true_effect: np.ndarray  # (n_test, t): Y(T1) - Y(T0)
+    cf_T1: np.ndarray  # scenario path for the counterfactual-outcome metric
+    cf_Y1: np.ndarray  # exact outcome under cf_T1
+    cf_start: int
+    fit_params: dict[str, Any] = field(default_factory=dict)  # dataset-specific hints
+
+
+def make_task(spec: DatasetSpec, seed: int, *, base_dir: Path | None = None) -> Task:
+    """Build the arrays of ``spec`` for ``seed`` (deterministic)."""
+    builder = {"arctic": _arctic_task, "paper": _paper_task, "ihdp": _ihdp_task}[spec.kind]
+    return builder(dict(spec.params), seed, base_dir)
+
+
+def _arctic_task(params: dict[str, Any], seed: int, base: Path | None) -> Task:
+    from kgcm.config import from_dict
+    from kgcm.sequences import split_units, to_sequences
+    from kgcm.synthetic.arctic import ArcticConfig, simulate_arctic
+
+    window = int(params.pop("window", 30))
+    test_fraction = float(params.pop("test_fraction", 0.25))
+    scale = float(params.pop("scale", 1.5))
+    arctic = from_dict(ArcticConfig, {**params, "seed": seed}, where="arctic")
+    sim = simulate_arctic(arctic)
+    seqs = to_sequences(sim.dataset, window=window)
+    tr, te = split_units(seqs, test_fraction=test_fraction, seed=seed, by="cell")
+    train, test = seqs.subset(tr), seqs.subset(te)
+    T1 = scale * test.T
+    truth = sim.window_effects(T1, test.cells, test.starts, window)
+    start = window // 2
+    cf_T1 = test.T.copy()
+    cf_T1[:, start:] *= scale
+    cf_effect = sim.window_effects(cf_T1, test.cells, test.starts, window)
+    return Task(
+        Y_train=train.Y,
+        T_train=train.T,
+        X_train=train.X_xarray(),
+        X_test=test.X,
+        Y_test=test.Y,
+        T0_test=test.T,
+        T1_test=T1,
+        true_effect=truth,
+        cf_T1=cf_T1,
+        cf_Y1=test.Y + cf_effect,
+        cf_start=start,
+    )
+
+
+def _paper_task(params: dict[str, Any], seed: int, base: Path | None) -> Task:
+    from kgcm.synthetic.paper import load_series, paper_protocol
+
+    csv = params.pop("csv", None)
+    series = None
+    if csv:
+        p = Path(csv)
+        series = load_series(p if p.is_absolute() or base is None else base / p)
+    unknown = set(params) - {"recipe", "lag", "window", "test_fraction", "split_seed"}
+    if unknown:
+        raise ConfigError(f"paper dataset: unknown params {sorted(unknown)}.")
+    data = paper_protocol(series, noise_seed=seed, **params)
+    tr, te = data.train, data.test
+    import xarray as xr
+
+    X_train = xr.DataArray(
+        data.X[tr], dims=("unit", "step", "feature"), coords={"feature": list(data.feature_names)}
+    )
+    truth = data.true_effect[te]
+    # the paper's scenario replaces the whole window: the metric's scenario starts at step 0
+    return Task(
+        Y_train=data.Y[tr],
+        T_train=data.T0[tr],
+        X_train=X_train,
+        X_test=data.X[te],
+        Y_test=data.Y[te],
+        T0_test=data.T0[te],
+        T1_test=data.T1[te],
+        true_effect=truth,
+        cf_T1=data.T1[te],
+        cf_Y1=data.Y[te] + truth,
+        cf_start=0,
+        fit_params={"history": data.history},
+    )
+
+
+def _ihdp_task(params: dict[str, Any], seed: int, base: Path | None) -> Task:
+    from kgcm.synthetic.ihdp import load_ihdp
+
+    path = Path(params.pop("path", "benchmarks/data/ihdp"))
+    if not path.is_absolute() and base is not None:
+        path = base / path
+    rep = load_ihdp(path, replication=seed % 10 + 1, **params)
+    tr, te = rep.train, rep.test
+    import xarray as xr
+
+    X_train = xr.DataArray(
+        rep.X[tr], dims=("unit", "step", "feature"), coords={"feature": list(rep.feature_names)}
+    )
+    T_test = rep.T[te]
+    ones, zeros = np.ones_like(T_test), np.zeros_like(T_test)
+    return Task(
+        Y_train=rep.Y[tr],
+        T_train=rep.T[tr],
+        X_train=X_train,
+        X_test=rep.X[te],
+        Y_test=rep.Y[te],
+        T0_test=zeros,
+        T1_test=ones,
+        true_effect=rep.ite[te],
+        cf_T1=1.0 - T_test,
+        cf_Y1=rep.Y_cf[te],
+        cf_start=0,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# One cell
+
+
+def run_cell(
+    dataset: DatasetSpec,
+    estimator: EstimatorSpec,
+    seed: int,
+    *,
+    tau: int,
+    alpha: float,
+    base_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Fit and score one (dataset, estimator, seed); never raises for a method that cannot run
+    on the data (recorded as ``status``)."""
+    from kgcm import metrics
+    from kgcm.estimators import estimator_class, make_estimator
+
+    row: dict[str, Any] = {
+        "dataset": dataset.name,
+        "estimator": estimator.key,
+        "method": estimator.name,
+        "seed": seed,
+    }
+    try:
+        task = make_task(dataset, seed, base_dir=base_dir)
+        accepted = inspect.signature(estimator_class(estimator.name).__init__).parameters
+        hints = {k: v for k, v in task.fit_params.items() if k in accepted}
+        est = make_estimator(estimator.name, seed=seed, **{**hints, **estimator.params})
+        started = time.perf_counter()
+        est.fit(task.Y_train, task.T_train, X=task.X_train)
+        row["fit_s"] = round(time.perf_counter() - started, 3)
+        lower = upper = None
+        if est.tags.get("intervals"):
+            effect, lower, upper = est.effect_with_interval(
+                task.X_test, T0=task.T0_test, T1=task.T1_test, alpha=alpha
+            )
+        else:
+            effect = est.effect(task.X_test, T0=task.T0_test, T1=task.T1_test)
+        truth = task.true_effect
+        row["pehe"] = metrics.pehe(truth, effect)
+        row["ate_error"] = metrics.ate_error(truth, effect)
+        row["factual_rmse"] = metrics.factual_rmse(
+            task.Y_test, est.predict(task.X_test, task.T0_test)
+        )
+        if lower is not None:
+            row["coverage"] = metrics.interval_coverage(truth, lower, upper)
+            row["width"] = metrics.interval_width(lower, upper)
+        y1 = est.predict(task.X_test, task.cf_T1)
+        s = task.cf_start
+        row["cf_rmse_1"] = metrics.rmse(task.cf_Y1[:, s], y1[:, s])
+        if s + tau - 1 < y1.shape[1]:
+            row["cf_rmse_tau"] = metrics.rmse(task.cf_Y1[:, s + tau - 1], y1[:, s + tau - 1])
+        row["status"] = "ok"
+    except (InputError, ConfigError) as exc:
+        row["status"] = f"not applicable: {exc}"
+    except KgcmError as exc:
+        row["status"] = f"error: {exc}"
+    except Exception as exc:  # a crash is recorded with its traceback, the grid goes on
+        row["status"] = f"error: {exc.__class__.__name__}: {exc}"
+        row["traceback"] = traceback.format_exc(limit=5)
+    return row
+
+
+def _cell_path(out: Path, dataset: str, estimator: str, seed: int) -> Path:
+    return out / "cells" / dataset / estimator / f"seed-{seed}.json"
+
+
+def _run_and_store(
+    path: Path,
+    dataset: DatasetSpec,
+    estimator: EstimatorSpec,
+    seed: int,
+    tau: int,
+    alpha: float,
+    base_dir: Path | None,
+) -> dict[str, Any]:
+    import torch
+
+    torch.set_num_threads(1)  # one core per worker: n_jobs workers share the machine
+    row = run_cell(dataset, estimator, seed, tau=tau, alpha=alpha, base_dir=base_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(row, default=float) + "\n")
+    return row
+
+
+def run_benchmark(
+    config: BenchmarkConfig,
+    *,
+    out: str | os.PathLike[str] | None = None,
+    base_dir: str | os.PathLike[str] | None = None,
+    log: Callable[[str], None] = print,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Run every missing cell, then write ``results.csv``, ``table.md``, ``paired.md`` and
+    ``pehe.png`` to the output folder. Returns the tidy results."""
+    from joblib import Parallel, delayed
+
+    out_dir = Path(out or config.out)
+    base = Path(base_dir) if base_dir is not None else None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_dir / "config.toml", dump_toml(config))
+    cells = [(d, e, s) for d in config.datasets for e in config.estimators for s in config.seeds]
+    todo = [c for c in cells if not _cell_path(out_dir, c[0].name, c[1].key, c[2]).exists()]
+    log(
+        f"{len(cells)} runs ({len(config.datasets)} datasets x {len(config.estimators)} "
+        f"estimators x {len(config.seeds)} seeds); {len(cells) - len(todo)} done already, "
+        f"{len(todo)} to run on {config.n_jobs} workers"
+    )
+    if todo:
+        jobs = (
+            delayed(_run_and_store)(
+                _cell_path(out_dir, d.name, e.key, s), d, e, s, config.tau, config.alpha, base
+            )
+            for d, e, s in todo
+        )
+        runner = Parallel(n_jobs=config.n_jobs, return_as="generator_unordered")
+        with _progress(progress, len(todo)) as advance:
+            for row in runner(jobs):
+                status = "" if row["status"] == "ok" else f" [{row['status'][:60]}]"
+                log(
+                    f"{row['dataset']} / {row['estimator']} / seed {row['seed']}: "
+                    f"PEHE {row.get('pehe', float('nan')):.4g}{status}"
+                )
+                advance()
+    rows = [json.loads(_cell_path(out_dir, d.name, e.key, s).read_text()) for d, e, s in cells]
+    results = pd.DataFrame(rows)
+    for m in (*METRICS, "fit_s"):
+        if m not in results:
+            results[m] = np.nan
+    _write_reports(results, config, out_dir)
+    return results
+
+
+class _progress:
+    def __init__(self, enabled: bool, total: int) -> None:
+        self.enabled, self.total = enabled, total
+
+    def __enter__(self) -> Callable[[], None]:
+        if not self.enabled:
+            return lambda: None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+        self.bar = Progress("runs", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        self.bar.__enter__()
+        task = self.bar.add_task("runs", total=self.total)
+        return lambda: self.bar.advance(task)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.enabled:
+            self.bar.__exit__(*exc)
+
+
+# --------------------------------------------------------------------------------------------
+# Reports
+
+
+def summarise(results: pd.DataFrame) -> pd.DataFrame:
+    """Mean, sd and n of every metric per (dataset, estimator), over finished runs."""
+    ok = results[results["status"] == "ok"]
+    grouped = ok.groupby(["dataset", "estimator"], sort=False)
+    parts = {}
+    for m in (*METRICS, "fit_s"):
+        parts[(m, "mean")] = grouped[m].mean()
+        parts[(m, "sd")] = grouped[m].std(ddof=1)
+        parts[(m, "n")] = grouped[m].count()
+    return pd.DataFrame(parts)
+
+
+def paired_differences(
+    results: pd.DataFrame, reference: str, metric: str = "pehe", level: float = 0.95
+) -> pd.DataFrame:
+    """Per dataset and other estimator: mean of ``reference − other`` over seeds both finished,
+    its sd, n and a t-interval. Negative means the reference is better (lower error)."""
+    from scipy import stats
+
+    ok = results[results["status"] == "ok"]
+    rows = []
+    for dataset, group in ok.groupby("dataset", sort=False):
+        wide = group.pivot_table(index="seed", columns="estimator", values=metric)
+        if reference not in wide:
+            continue
+        means = wide.mean()
+        others = [c for c in wide.columns if c != reference]
+        best = min(others, key=lambda c: means[c]) if others else None
+        for other in others:
+            d = (wide[reference] - wide[other]).dropna()
+            n = len(d)
+            mean = float(d.mean()) if n else np.nan
+            sd = float(d.std(ddof=1)) if n > 1 else np.nan
+            half = float(stats.t.ppf(0.5 + level / 2, n - 1) * sd / np.sqrt(n)) if n > 1 else np.nan
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "reference": reference,
+                    "other": other,
+                    "n": n,
+                    "mean_diff": mean,
+                    "sd_diff": sd,
+                    "lower": mean - half,
+                    "upper": mean + half,
+                    "best_other": other == best,
+                    "excludes_zero": bool(n > 1 and (mean + half < 0 or mean - half > 0)),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _fmt(mean: float, sd: float, n: int) -> str:
+    if not n or np.isnan(mean):
+        return ""
+    return f"{mean:.4g} ± {sd:.2g} ({n})" if n > 1 else f"{mean:.4g} (1)"
+
+
+def _write_reports(results: pd.DataFrame, config: BenchmarkConfig, out: Path) -> None:
+    from kgcm._io import atomic_path
+
+    cols = ["dataset", "estimator", "method", "seed", *METRICS, "fit_s", "status"]
+    with atomic_path(out / "results.csv") as tmp:
+        results[[c for c in cols if c in results]].to_csv(tmp, index=False)
+    summary = summarise(results)
+    lines = [
+        f"# {config.name}",
+        "",
+        "mean ± sd (n seeds) over finished runs; lower is better except coverage.",
+        "",
+    ]
+    shown = ("pehe", "ate_error", "factual_rmse", "coverage", "cf_rmse_1", "cf_rmse_tau", "fit_s")
+    for dataset in results["dataset"].unique():
+        lines += [
+            f"## {dataset}",
+            "",
+            "| estimator | " + " | ".join(shown) + " |",
+            "|---|" + "---|" * len(shown),
+        ]
+        for est in results.loc[results["dataset"] == dataset, "estimator"].unique():
+            if (dataset, est) not in summary.index:
+                status = results.loc[
+                    (results["dataset"] == dataset) & (results["estimator"] == est), "status"
+                ].iloc[0]
+                lines.append(f"| {est} | {status[:80]} |" + " |" * (len(shown) - 1))
+                continue
+            r = summary.loc[(dataset, est)]
+            cells = [_fmt(r[(m, "mean")], r[(m, "sd")], int(r[(m, "n")])) for m in shown]
+            lines.append(f"| {est} | " + " | ".join(cells) + " |")
+        lines.append("")
+    atomic_write_text(out / "table.md", "\n".join(lines) + "\n")
+    paired = paired_differences(results, config.reference)
+    plines = [
+        f"# Paired PEHE differences: {config.reference} minus each other estimator",
+        "",
+        "Per seed on the same data; mean, sd and 95% t-interval across seeds. Negative: "
+        f"{config.reference} has the lower error. * marks the best other estimator.",
+        "",
+        "| dataset | other | n | mean diff | sd | 95% interval | excludes 0 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in paired.itertuples():
+        mark = " *" if r.best_other else ""
+        plines.append(
+            f"| {r.dataset} | {r.other}{mark} | {r.n} | {r.mean_diff:.4g} | "
+            f"{r.sd_diff:.2g} | [{r.lower:.4g}, {r.upper:.4g}] | "
+            f"{'yes' if r.excludes_zero else 'no'} |"
+        )
+    atomic_write_text(out / "paired.md", "\n".join(plines) + "\n")
+    with atomic_path(out / "paired.csv") as tmp:
+        paired.to_csv(tmp, index=False)
+    _figure(summary, out / "pehe.png")
+
+
+def _figure(summary: pd.DataFrame, path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    from kgcm.plots import _save
+
+    datasets = list(dict.fromkeys(summary.index.get_level_values(0)))
+    if not datasets:
+        return
+    fig = Figure(figsize=(4.0 * len(datasets), 3.6), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(datasets)))
+    for ax, dataset in zip(axes, datasets, strict=True):
+        part = summary.loc[dataset]
+        means, sds = part[("pehe", "mean")], part[("pehe", "sd")].fillna(0.0)
+        ax.barh(range(len(means)), means.values, xerr=sds.values, color="tab:blue", alpha=0.7)
+        ax.set_yticks(range(len(means)), list(means.index), fontsize=8)
+        ax.invert_yaxis()
+        ax.set_title(dataset, fontsize=10)
+        ax.set_xlabel("PEHE (mean ± sd over seeds)")
+    _save(fig, path)
+
+
+# --------------------------------------------------------------------------------------------
+# Ablation
+
+
+@dataclass(frozen=True)
+class AblateConfig:
+    """KGCM-VAE with each switchable part on and off, on the same datasets and seeds.
+
+    ``factors`` picks which parts vary (all four by default): ``mmd`` (weight ``mmd_weight`` or
+    0), ``adjacency`` (``"physics"`` or ``"off"``), ``prior`` (``"transition"`` or
+    ``"standard"``), ``decoder`` (on or off). ``params`` are shared by every variant.
+    """
+
+    name: str = "ablation"
+    datasets: tuple[DatasetSpec, ...] = ()
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    factors: tuple[str, ...] = ("mmd", "adjacency", "prior", "decoder")
+    params: dict[str, Any] = field(default_factory=dict)
+    n_jobs: int = 2
+    tau: int = 5
+    alpha: float = 0.05
+    out: str = "runs/ablation"
+
+    def __post_init__(self) -> None:
+        unknown = set(self.factors) - {"mmd", "adjacency", "prior", "decoder"}
+        if unknown:
+            raise ConfigError(
+                f"unknown ablation factors {sorted(unknown)}; choose from mmd, "
+                f"adjacency, prior, decoder."
+            )
+
+
+def ablation_estimators(config: AblateConfig) -> tuple[EstimatorSpec, ...]:
+    """Every on/off combination of the chosen factors; the full model first."""
+    import itertools
+
+    options = {
+        "mmd": [("mmd", {}), ("no-mmd", {"mmd_weight": 0.0})],
+        "adjacency": [("adj", {"adjacency": "physics"}), ("no-adj", {"adjacency": "off"})],
+        "prior": [("transition", {"prior": "transition"}), ("std-prior", {"prior": "standard"})],
+        "decoder": [("decoder", {"decoder": True}), ("no-decoder", {"decoder": False})],
+    }
+    specs = []
+    for combo in itertools.product(*(options[f] for f in config.factors)):
+        label = "+".join(name for name, _ in combo)
+        params = dict(config.params)
+        for _, p in combo:
+            params.update(p)
+        specs.append(EstimatorSpec(name="kgcm-vae", label=label, params=params))
+    return tuple(specs)
+
+
+def ablation_benchmark(config: AblateConfig) -> BenchmarkConfig:
+    """The benchmark grid of an ablation; the full model is the paired reference."""
+    specs = ablation_estimators(config)
+    return BenchmarkConfig(
+        name=config.name,
+        datasets=config.datasets,
+        estimators=specs,
+        seeds=config.seeds,
+        reference=specs[0].key,
+        n_jobs=config.n_jobs,
+        tau=config.tau,
+        alpha=config.alpha,
+        out=config.out,
+    )
+
+
+def with_out(config: BenchmarkConfig, out: str) -> BenchmarkConfig:
+    return replace(config, out=out)

@@ -1,0 +1,205 @@
+"""The benchmark harness: grid, resumability, tables, paired intervals, ablation variants."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kgcm.config import from_dict, load_config
+from kgcm.errors import ConfigError
+from kgcm.experiments import benchmark as bm
+
+ROOT = Path(__file__).parents[1]
+FAST_VAE = {
+    "hidden": 8,
+    "latent_dim": 4,
+    "n_draws": 8,
+    "training": {"max_epochs": 2, "progress": False},
+}
+
+
+def _config(out: Path, **extra) -> bm.BenchmarkConfig:
+    data = {
+        "name": "tiny",
+        "seeds": [0, 1],
+        "n_jobs": 1,
+        "out": str(out),
+        "datasets": [
+            {"name": "arctic", "kind": "arctic", "params": {"ny": 6, "nx": 6, "days": 90}},
+            {"name": "paper", "kind": "paper", "params": {"recipe": "v2", "lag": 3}},
+            {
+                "name": "ihdp",
+                "kind": "ihdp",
+                "params": {"path": str(ROOT / "benchmarks/data/ihdp")},
+            },
+        ],
+        "estimators": [{"name": "kgcm-vae", "params": FAST_VAE}, {"name": "zero-effect"}],
+    }
+    data.update(extra)
+    return from_dict(bm.BenchmarkConfig, data)
+
+
+def test_grid_tables_and_resume(tmp_path, monkeypatch) -> None:
+    cfg = _config(tmp_path / "out")
+    results = bm.run_benchmark(cfg, log=lambda m: None, progress=False)
+    assert len(results) == 3 * 2 * 2
+    assert (results["status"] == "ok").all(), results["status"].tolist()
+    for name in ("results.csv", "table.md", "paired.md", "paired.csv", "pehe.png", "config.toml"):
+        assert (tmp_path / "out" / name).stat().st_size > 0
+    table = (tmp_path / "out" / "table.md").read_text()
+    assert "## arctic" in table and "| kgcm-vae |" in table and "(2)" in table
+    # the zero-effect PEHE is the RMS of the true effect on every dataset
+    zero = results[results["estimator"] == "zero-effect"]
+    assert (zero["ate_error"] > 0).all()
+    # IHDP is static: no tau-step metric
+    assert results.loc[results["dataset"] == "ihdp", "cf_rmse_tau"].isna().all()
+    assert results.loc[results["dataset"] == "arctic", "cf_rmse_tau"].notna().all()
+    # finished cells are not rerun
+    calls = []
+    monkeypatch.setattr(bm, "run_cell", lambda *a, **k: calls.append(a) or {})
+    again = bm.run_benchmark(cfg, log=lambda m: None, progress=False)
+    assert calls == []
+    pd.testing.assert_frame_equal(again, results)
+
+
+def test_same_seed_same_table(tmp_path) -> None:
+    a = bm.run_benchmark(
+        _config(
+            tmp_path / "a",
+            datasets=[{"name": "paper", "kind": "paper", "params": {"recipe": "v1", "lag": 1}}],
+        ),
+        log=lambda m: None,
+        progress=False,
+    )
+    b = bm.run_benchmark(
+        _config(
+            tmp_path / "b",
+            datasets=[{"name": "paper", "kind": "paper", "params": {"recipe": "v1", "lag": 1}}],
+            n_jobs=2,
+        ),
+        log=lambda m: None,
+        progress=False,
+    )
+    cols = ["pehe", "ate_error", "factual_rmse", "cf_rmse_1", "cf_rmse_tau"]
+    pd.testing.assert_frame_equal(a[cols], b[cols])
+
+
+def test_paired_differences_interval() -> None:
+    rows = []
+    diffs = [-0.3, -0.1, -0.2, -0.25, -0.15]
+    for seed, d in enumerate(diffs):
+        rows += [
+            {"dataset": "d", "estimator": "ref", "seed": seed, "pehe": 1.0 + d, "status": "ok"},
+            {"dataset": "d", "estimator": "a", "seed": seed, "pehe": 1.0, "status": "ok"},
+            {"dataset": "d", "estimator": "b", "seed": seed, "pehe": 2.0 + seed, "status": "ok"},
+        ]
+    paired = bm.paired_differences(pd.DataFrame(rows), "ref").set_index("other")
+    from scipy import stats
+
+    half = stats.t.ppf(0.975, 4) * np.std(diffs, ddof=1) / np.sqrt(5)
+    assert paired.loc["a", "mean_diff"] == pytest.approx(np.mean(diffs))
+    assert paired.loc["a", "upper"] == pytest.approx(np.mean(diffs) + half)
+    assert paired.loc["a", "best_other"] and not paired.loc["b", "best_other"]
+    assert paired.loc["a", "excludes_zero"]
+
+
+def test_not_applicable_is_recorded_not_raised(tmp_path) -> None:
+    def boom(*args, **kwargs):
+        from kgcm.errors import InputError
+
+        raise InputError("T must be binary 0/1")
+
+    row = bm.run_cell(
+        bm.DatasetSpec("paper", "paper", {"recipe": "v2", "lag": 1}),
+        bm.EstimatorSpec("zero-effect"),
+        0,
+        tau=5,
+        alpha=0.05,
+    )
+    assert row["status"] == "ok"
+    import kgcm.estimators
+
+    original = kgcm.estimators.make_estimator
+    try:
+        kgcm.estimators.make_estimator = boom
+        row = bm.run_cell(
+            bm.DatasetSpec("paper", "paper", {"lag": 1}),
+            bm.EstimatorSpec("zero-effect"),
+            0,
+            tau=5,
+            alpha=0.05,
+        )
+    finally:
+        kgcm.estimators.make_estimator = original
+    assert row["status"].startswith("not applicable: T must be binary")
+
+
+def test_ablation_variants() -> None:
+    cfg = from_dict(bm.AblateConfig, {"datasets": [{"name": "a", "kind": "arctic"}]})
+    specs = bm.ablation_estimators(cfg)
+    assert len(specs) == 16
+    assert specs[0].key == "mmd+adj+transition+decoder"
+    assert specs[-1].params == {
+        "mmd_weight": 0.0,
+        "adjacency": "off",
+        "prior": "standard",
+        "decoder": False,
+    }
+    assert len({s.key for s in specs}) == 16
+    grid = bm.ablation_benchmark(cfg)
+    assert grid.reference == specs[0].key
+    with pytest.raises(ConfigError, match="unknown ablation factors"):
+        from_dict(bm.AblateConfig, {"factors": ["dropout"]})
+
+
+def test_config_errors() -> None:
+    with pytest.raises(ConfigError, match="Did you mean 'kgcm-vae'"):
+        from_dict(
+            bm.BenchmarkConfig,
+            {"datasets": [{"name": "a", "kind": "arctic"}], "estimators": [{"name": "kgcm-ave"}]},
+        )
+    with pytest.raises(ConfigError, match="kind must be one of"):
+        from_dict(bm.DatasetSpec, {"name": "a", "kind": "era5"})
+    with pytest.raises(ConfigError, match="labels must be unique"):
+        from_dict(
+            bm.BenchmarkConfig,
+            {
+                "datasets": [{"name": "a", "kind": "arctic"}],
+                "estimators": [{"name": "zero-effect"}, {"name": "zero-effect"}],
+            },
+        )
+
+
+@pytest.mark.parametrize("name", ["benchmark-arctic", "benchmark-paper", "benchmark-ihdp"])
+def test_shipped_configs_load(name) -> None:
+    cfg = load_config(bm.BenchmarkConfig, ROOT / "configs" / f"{name}.toml")
+    assert len(cfg.seeds) >= 5
+    assert cfg.reference in {e.key for e in cfg.estimators}
+
+
+def test_shipped_ablation_config_loads() -> None:
+    cfg = load_config(bm.AblateConfig, ROOT / "configs" / "ablate.toml")
+    assert len(bm.ablation_estimators(cfg)) == 16 and len(cfg.seeds) >= 5
+
+
+def test_cli_ablate_small(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from kgcm.cli import app
+
+    cfg = tmp_path / "ab.toml"
+    cfg.write_text(
+        'seeds = [0]\nfactors = ["mmd"]\nn_jobs = 1\n'
+        "params = {hidden = 8, latent_dim = 4, training = {max_epochs = 1, progress = false}}\n"
+        '[[datasets]]\nname = "paper"\nkind = "paper"\nparams = {lag = 1}\n'
+    )
+    res = CliRunner().invoke(
+        app, ["ablate", "-c", str(cfg), "-o", str(tmp_path / "out"), "--no-progress"]
+    )
+    assert res.exit_code == 0, res.output
+    assert "mmd+" not in res.output or "no-mmd" in res.output
+    results = pd.read_csv(tmp_path / "out" / "results.csv")
+    assert sorted(results["estimator"]) == ["mmd", "no-mmd"]
