@@ -9,7 +9,9 @@ on which path was taken.
 - :class:`FlatRegressor` ``.from_sklearn(model)`` for ``GradientBoostingRegressor``,
   ``RandomForestRegressor``, ``ExtraTreesRegressor``, ``DecisionTreeRegressor`` and any linear
   model with ``coef_`` and ``intercept_``;
-- :func:`make_regressor` builds the model named by a baseline's ``model`` setting.
+- :func:`make_regressor` builds the model named by a baseline's ``model`` setting;
+- :class:`RegressorEstimator` is the base of the baselines built on these regressors
+  (meta-learners, DML): the base learner's settings, their checks and the fitted learner.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ import numpy as np
 import torch
 
 from kgcm.errors import ConfigError
+from kgcm.estimators._static import check_choice, check_positive_int
+from kgcm.estimators.base import BaseEstimator
 
-__all__ = ["MODELS", "FlatRegressor", "make_regressor"]
+__all__ = ["MODELS", "FlatRegressor", "RegressorEstimator", "make_regressor"]
 
 #: Names accepted by the baselines' ``model`` setting.
 MODELS = ("gradient-boosting", "random-forest", "linear")
@@ -181,3 +185,53 @@ class FlatRegressor:
             depth=int(state["depth"]),
             arrays={k: v.numpy().copy() for k, v in state["arrays"].items()},
         )
+
+
+class RegressorEstimator(BaseEstimator):
+    """Base of the estimators built on scikit-learn regressors (meta-learners, DML).
+
+    Parameters
+    ----------
+    seed : int
+        ``random_state`` of the base learner.
+    model : {"gradient-boosting", "random-forest", "linear"}
+        Base learner (see :func:`make_regressor`).
+    n_estimators : int
+        Trees of the ensemble.
+    max_depth : int, optional
+        Tree depth (default 3 for boosting, unlimited for forests).
+    """
+
+    def __init__(
+        self,
+        *,
+        seed: int = 0,
+        model: str = "gradient-boosting",
+        n_estimators: int = 100,
+        max_depth: int | None = None,
+    ) -> None:
+        self.seed = seed
+        self.model = model
+        self.n_estimators = n_estimators
+        self.max_depth = max_depth
+
+    def _check_learner(self) -> None:
+        """Check ``model``, ``n_estimators`` and ``max_depth`` (called from ``fit``)."""
+        check_choice(self.model, "model", MODELS)
+        check_positive_int(self.n_estimators, "n_estimators")
+        if self.max_depth is not None:
+            check_positive_int(self.max_depth, "max_depth")
+
+    def _regressor(self) -> Any:
+        """A fresh, seeded base learner."""
+        return make_regressor(
+            self.model,
+            seed=int(self.seed),
+            n_estimators=int(self.n_estimators),
+            max_depth=self.max_depth,
+        )
+
+    def _fit_flat(self, X: np.ndarray, y: np.ndarray) -> FlatRegressor:
+        """Fit a fresh base learner on ``X (n_samples, n_features)``, ``y (n_samples,)`` and
+        export it to arrays."""
+        return FlatRegressor.from_sklearn(self._regressor().fit(X, y))

@@ -34,7 +34,7 @@ from torch import nn
 
 from kgcm.errors import ConfigError, InputError, did_you_mean
 from kgcm.estimators.base import BaseEstimator, ValidatedData
-from kgcm.estimators.training import TrainingConfig
+from kgcm.estimators.training import LossFn, TrainingConfig, ValFn, fit_module, to_tensor
 from kgcm.losses import mmd_rbf
 
 __all__ = [
@@ -60,11 +60,6 @@ __all__ = [
 
 # --------------------------------------------------------------------------------------------
 # Small functions
-
-
-def to_tensor(a: np.ndarray) -> torch.Tensor:
-    """A float32 tensor view of a numpy array (contiguous copy when needed)."""
-    return torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32)
 
 
 def mlp(sizes: Sequence[int], dropout: float = 0.0) -> nn.Sequential:
@@ -390,8 +385,9 @@ def autoregressive_rollout(
 class NeuralSequenceEstimator(BaseEstimator):
     """Base of the neural time-varying baselines: scaling, seed ensembles, chunked
     prediction, persistence and parameter checks. A subclass supplies the architecture
-    (``_build``), how a member is trained (``_fit_member``, through
-    :func:`kgcm.estimators.training.fit_module`) and how it predicts (``_predict_member``).
+    (``_build``), its losses (``_loss_fn``, ``_val_fn``; a member is trained on them by
+    :func:`kgcm.estimators.training.fit_module`, unless ``_fit_member`` is overridden) and how
+    it predicts (``_predict_member``).
 
     With ``n_ensemble >= 2`` the members' effects are the draws of
     :meth:`effect_interval` (member spread, not a posterior); the class tag stays
@@ -408,6 +404,9 @@ class NeuralSequenceEstimator(BaseEstimator):
     _nonnegative: ClassVar[tuple[str, ...]] = ()
     _choices: ClassVar[dict[str, tuple[str, ...]]] = {}
     _label: ClassVar[str] = "model"
+    #: a loss weight ramps with training progress (:meth:`_progress`); fit then keeps
+    #: ``training.max_epochs`` as ``max_epochs_``, saved with the model
+    _ramps_with_progress: ClassVar[bool] = False
 
     seed: int
     n_ensemble: int
@@ -417,6 +416,14 @@ class NeuralSequenceEstimator(BaseEstimator):
     def _build(self) -> nn.Module:
         raise NotImplementedError
 
+    def _loss_fn(self, net: Any) -> LossFn:
+        """Training loss of a batch, ``(batch, epoch) -> (loss, parts)``, for the member ``net``."""
+        raise NotImplementedError
+
+    def _val_fn(self, net: Any) -> ValFn:
+        """Validation loss of a batch, ``batch -> loss``, for the member ``net``."""
+        raise NotImplementedError
+
     def _fit_member(
         self,
         tensors: dict[str, torch.Tensor],
@@ -424,16 +431,31 @@ class NeuralSequenceEstimator(BaseEstimator):
         seed: int,
         description: str,
     ) -> tuple[nn.Module, list[dict[str, float]]]:
-        raise NotImplementedError
+        """Train one member: ``_build`` on ``_loss_fn`` and ``_val_fn`` in the shared loop."""
+        return fit_module(
+            self._build,
+            tensors,
+            loss_fn=self._loss_fn,
+            val_fn=self._val_fn,
+            config=training,
+            seed=seed,
+            description=description,
+        )
 
     def _predict_member(self, net: nn.Module, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     def _extra_state(self) -> dict[str, Any]:
-        return {}
+        return {"max_epochs": self.max_epochs_} if self._ramps_with_progress else {}
 
     def _set_extra_state(self, state: dict[str, Any]) -> None:
-        del state
+        if self._ramps_with_progress:
+            self.max_epochs_ = int(state["max_epochs"])
+
+    def _progress(self, epoch: int) -> float:
+        """Training progress :math:`p = e / (E - 1)` at epoch ``e`` of at most ``E``: 0 at the
+        first epoch, 1 at the last (the argument of :func:`dann_schedule`)."""
+        return epoch / max(1, self.max_epochs_ - 1)
 
     # ---- checks --------------------------------------------------------------------------
     def _check_params(self) -> TrainingConfig:
@@ -459,6 +481,8 @@ class NeuralSequenceEstimator(BaseEstimator):
     # ---- fit and predict -----------------------------------------------------------------
     def _fit(self, data: ValidatedData) -> None:
         training = self._check_params()
+        if self._ramps_with_progress:
+            self.max_epochs_ = training.max_epochs
         assert data.Y is not None
         t_scaled = self.t_scaler_.transform(data.T)
         self.threshold_, self.strict_ = median_split(t_scaled)

@@ -3,7 +3,9 @@
 Static methods know nothing of time: every ``(unit, step)`` pair is one independent sample with
 covariates ``X[unit, step]``. These helpers flatten panels to samples and back, check binary
 treatments, build the ELU networks of the papers, and merge a model's paper defaults into the
-shared :class:`~kgcm.estimators.training.TrainingConfig`.
+shared :class:`~kgcm.estimators.training.TrainingConfig`. :class:`NeuralStaticEstimator` is
+the base of the neural ones (TARNet, CFRNet, CEVAE): one network on a binary treatment, trained
+by the shared loop, and its persistence.
 """
 
 from __future__ import annotations
@@ -17,9 +19,19 @@ import torch
 from torch import nn
 
 from kgcm.errors import ConfigError, InputError, did_you_mean
-from kgcm.estimators.training import TrainingConfig
+from kgcm.estimators.base import BaseEstimator, ValidatedData
+from kgcm.estimators.training import (
+    LossFn,
+    TrainingConfig,
+    ValFn,
+    fit_module,
+    resolve_device,
+    to_tensor,
+)
 
 __all__ = [
+    "NeuralStaticEstimator",
+    "check_binary_paths",
     "check_binary_treatment",
     "check_choice",
     "check_non_negative",
@@ -27,7 +39,6 @@ __all__ = [
     "elu_mlp",
     "merge_training",
     "rows",
-    "tensor",
 ]
 
 #: Registered estimators that accept a continuous treatment, named in errors.
@@ -61,6 +72,12 @@ def check_binary_treatment(T: np.ndarray, name: str, estimator: str) -> None:
             f"(T > threshold).astype(float)), or use an estimator for continuous treatments: "
             f"{CONTINUOUS_ALTERNATIVES}."
         )
+
+
+def check_binary_paths(T0: np.ndarray, T1: np.ndarray, estimator: str) -> None:
+    """:func:`check_binary_treatment` of both paths of an effect, ``T0`` first."""
+    check_binary_treatment(T0, "T0", estimator)
+    check_binary_treatment(T1, "T1", estimator)
 
 
 def check_choice(value: Any, key: str, allowed: Sequence[str]) -> None:
@@ -115,6 +132,88 @@ def elu_mlp(sizes: Sequence[int], *, activate_last: bool = False) -> nn.Sequenti
     return nn.Sequential(*layers)
 
 
-def tensor(a: np.ndarray) -> torch.Tensor:
-    """float32 tensor of an array (a contiguous copy where needed)."""
-    return torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32)
+class NeuralStaticEstimator(BaseEstimator):
+    """Base of the neural static baselines (TARNet, CFRNet, CEVAE): a binary treatment, one
+    network trained by :func:`~kgcm.estimators.training.fit_module` on the samples
+    ``{x: _inputs(X), t: T, y: scaled Y}``, and persistence of that network.
+
+    A subclass supplies the settings check (``_check_params``, returning the training
+    settings), what it learns from the data before training (``_prepare``), the network
+    (``_build``), its covariate inputs (``_inputs``; scaled X by default), its losses
+    (``_loss_fn``, ``_val_fn``) and the state it saves besides the network (``_extra_state``,
+    ``_set_extra_state``).
+
+    Attributes (after fit): ``model_`` (the network, CPU, eval mode), ``history_`` (per-epoch
+    losses) and ``device_`` (where it was trained).
+    """
+
+    seed: int
+
+    # ---- hooks ---------------------------------------------------------------------------
+    def _check_params(self) -> TrainingConfig:
+        raise NotImplementedError
+
+    def _prepare(self, data: ValidatedData) -> None:
+        """Fitted state the network or its losses need, set before training."""
+        del data
+
+    def _build(self) -> nn.Module:
+        raise NotImplementedError
+
+    def _inputs(self, X: np.ndarray) -> torch.Tensor:
+        """The network's covariate input ``(n_units, n_steps, n_features)``: scaled X."""
+        return to_tensor(self.x_scaler_.transform(X))
+
+    def _loss_fn(self, net: Any) -> LossFn:
+        raise NotImplementedError
+
+    def _val_fn(self, net: Any) -> ValFn:
+        raise NotImplementedError
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {}
+
+    def _set_extra_state(self, state: dict[str, Any]) -> None:
+        del state
+
+    # ---- fit -----------------------------------------------------------------------------
+    def _fit(self, data: ValidatedData) -> None:
+        training = self._check_params()
+        assert data.Y is not None
+        check_binary_treatment(data.T, "T", type(self).__name__)
+        self._prepare(data)
+        tensors = {
+            "x": self._inputs(data.X),
+            "t": to_tensor(data.T),
+            "y": to_tensor(self.y_scaler_.transform(data.Y)),
+        }
+        net, history = fit_module(
+            self._build,
+            tensors,
+            loss_fn=self._loss_fn,
+            val_fn=self._val_fn,
+            config=training,
+            seed=int(self.seed),
+            description=type(self).__name__,
+        )
+        self.model_ = net.cpu()
+        self.history_ = history
+        self.device_ = str(resolve_device(training.device))
+
+    # ---- persistence ---------------------------------------------------------------------
+    def _get_state(self) -> dict[str, Any]:
+        return {
+            "model": self.model_.state_dict(),
+            "history": self.history_,
+            "device": self.device_,
+            **self._extra_state(),
+        }
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        self._set_extra_state(state)  # before _build, which may read it
+        self.history_ = state["history"]
+        self.device_ = state["device"]
+        net = self._build()
+        net.load_state_dict(state["model"])
+        net.eval()
+        self.model_ = net

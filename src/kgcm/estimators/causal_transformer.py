@@ -62,7 +62,7 @@ from kgcm.estimators._recurrent import (
     mlp,
     shift_right,
 )
-from kgcm.estimators.training import TrainingConfig, fit_module
+from kgcm.estimators.training import TrainingConfig
 
 __all__ = ["CausalTransformer"]
 
@@ -235,6 +235,7 @@ class CausalTransformer(NeuralSequenceEstimator):
 
     name: ClassVar[str] = "causal-transformer"
     _label: ClassVar[str] = "CT"
+    _ramps_with_progress: ClassVar[bool] = True  # λ(p) of the confusion weight
     _positive_ints: ClassVar[tuple[str, ...]] = (
         "d_model",
         "n_heads",
@@ -277,7 +278,6 @@ class CausalTransformer(NeuralSequenceEstimator):
                 f"d_model must be a multiple of n_heads; got d_model={self.d_model} and "
                 f"n_heads={self.n_heads}. Use e.g. d_model={self.n_heads * 16}."
             )
-        self.max_epochs_ = training.max_epochs
         return training
 
     def _build(self) -> CausalTransformerNet:
@@ -289,23 +289,6 @@ class CausalTransformer(NeuralSequenceEstimator):
             max_distance=self.max_distance,
             rep_dim=self.rep_dim,
             dropout=self.dropout,
-        )
-
-    def _fit_member(
-        self,
-        tensors: dict[str, torch.Tensor],
-        training: TrainingConfig,
-        seed: int,
-        description: str,
-    ) -> tuple[nn.Module, list[dict[str, float]]]:
-        return fit_module(
-            self._build,
-            tensors,
-            loss_fn=self._loss_fn,
-            val_fn=_val_fn,
-            config=training,
-            seed=seed,
-            description=description,
         )
 
     def _loss_fn(self, net: CausalTransformerNet):
@@ -323,7 +306,7 @@ class CausalTransformer(NeuralSequenceEstimator):
                 frozen = {k: v.detach() for k, v in head.named_parameters()}
                 mean, logvar = functional_call(head, frozen, (phi,))
                 confusion = 0.5 * (logvar.exp() + mean.pow(2) - 1.0 - logvar).mean()
-                alpha = self.confusion_weight * dann_schedule(epoch / max(1, self.max_epochs_ - 1))
+                alpha = self.confusion_weight * dann_schedule(self._progress(epoch))
                 loss = loss + nll + alpha * confusion
                 parts.update(treatment=nll.item(), confusion=confusion.item(), alpha=alpha)
             parts["total"] = loss.item()
@@ -331,19 +314,13 @@ class CausalTransformer(NeuralSequenceEstimator):
 
         return loss_fn
 
+    @staticmethod
+    def _val_fn(net: CausalTransformerNet):
+        def val_fn(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+            return (net(batch["x"], batch["t"], batch["y"])[1] - batch["y"]).pow(2).mean()
+
+        return val_fn
+
     def _predict_member(self, net: nn.Module, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         assert isinstance(net, CausalTransformerNet)
         return net.rollout(x, t)
-
-    def _extra_state(self) -> dict[str, Any]:
-        return {"max_epochs": self.max_epochs_}
-
-    def _set_extra_state(self, state: dict[str, Any]) -> None:
-        self.max_epochs_ = int(state["max_epochs"])
-
-
-def _val_fn(net: CausalTransformerNet):
-    def val_fn(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return (net(batch["x"], batch["t"], batch["y"])[1] - batch["y"]).pow(2).mean()
-
-    return val_fn

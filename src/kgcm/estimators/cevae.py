@@ -66,14 +66,15 @@ from torch.nn import functional as F
 
 from kgcm.errors import ConfigError, InputError
 from kgcm.estimators._static import (
+    NeuralStaticEstimator,
+    check_binary_paths,
     check_binary_treatment,
     check_positive_int,
     elu_mlp,
     merge_training,
-    tensor,
 )
-from kgcm.estimators.base import BaseEstimator, ValidatedData
-from kgcm.estimators.training import TrainingConfig, fit_module, resolve_device
+from kgcm.estimators.base import ValidatedData
+from kgcm.estimators.training import TrainingConfig, to_tensor
 from kgcm.losses import gaussian_kl
 
 __all__ = ["CEVAE"]
@@ -231,7 +232,7 @@ class CEVAENet(nn.Module):
 # The estimator
 
 
-class CEVAE(BaseEstimator):
+class CEVAE(NeuralStaticEstimator):
     """Causal effect VAE (Louizos et al. 2017) for a binary treatment.
 
     Parameters
@@ -273,6 +274,8 @@ class CEVAE(BaseEstimator):
         "sequence": False,
         "binary_treatment": True,
     }
+
+    model_: CEVAENet
 
     def __init__(
         self,
@@ -319,7 +322,7 @@ class CEVAE(BaseEstimator):
 
     def _inputs(self, X: np.ndarray) -> torch.Tensor:
         """Binary covariates as given (0/1), continuous ones standardised."""
-        return tensor(np.where(self.binary_mask_, X, self.x_scaler_.transform(X)))
+        return to_tensor(np.where(self.binary_mask_, X, self.x_scaler_.transform(X)))
 
     def _build(self) -> CEVAENet:
         return CEVAENet(
@@ -329,48 +332,29 @@ class CEVAE(BaseEstimator):
             layers=self.layers,
         )
 
-    # ---- fit -----------------------------------------------------------------------------
-    def _fit(self, data: ValidatedData) -> None:
-        training = self._check_params()
-        assert data.Y is not None
-        check_binary_treatment(data.T, "T", type(self).__name__)
+    # ---- fit (the loop itself: NeuralStaticEstimator) ------------------------------------
+    def _prepare(self, data: ValidatedData) -> None:
         self.binary_mask_ = self._binary_mask(data.X)
-        tensors = {
-            "x": self._inputs(data.X),
-            "t": tensor(data.T),
-            "y": tensor(self.y_scaler_.transform(data.Y)),
-        }
 
-        def loss_fn(net: CEVAENet):
-            def step(batch: dict[str, torch.Tensor], epoch: int):
-                del epoch
-                loss, parts = net.objective(batch["x"], batch["t"], batch["y"], sample=True)
-                total = loss.mean()
-                record = {k: v.detach().mean().item() for k, v in parts.items()}
-                record["total"] = total.item()
-                return total, record
+    @staticmethod
+    def _loss_fn(net: CEVAENet):
+        def step(batch: dict[str, torch.Tensor], epoch: int):
+            del epoch
+            loss, parts = net.objective(batch["x"], batch["t"], batch["y"], sample=True)
+            total = loss.mean()
+            record = {k: v.detach().mean().item() for k, v in parts.items()}
+            record["total"] = total.item()
+            return total, record
 
-            return step
+        return step
 
-        def val_fn(net: CEVAENet):
-            def score(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-                loss, _ = net.objective(batch["x"], batch["t"], batch["y"], sample=False)
-                return loss.mean()
+    @staticmethod
+    def _val_fn(net: CEVAENet):
+        def score(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+            loss, _ = net.objective(batch["x"], batch["t"], batch["y"], sample=False)
+            return loss.mean()
 
-            return score
-
-        net, history = fit_module(
-            self._build,
-            tensors,
-            loss_fn=loss_fn,
-            val_fn=val_fn,
-            config=training,
-            seed=int(self.seed),
-            description="CEVAE",
-        )
-        self.model_: CEVAENet = net.cpu()  # type: ignore[assignment]
-        self.history_ = history
-        self.device_ = str(resolve_device(training.device))
+        return score
 
     # ---- prediction ----------------------------------------------------------------------
     @torch.no_grad()
@@ -396,26 +380,14 @@ class CEVAE(BaseEstimator):
         return self.y_scaler_.inverse(np.where(T > 0.5, y1, y0).mean(axis=0))
 
     def _effect_draws(self, X: np.ndarray, T0: np.ndarray, T1: np.ndarray) -> np.ndarray:
-        check_binary_treatment(T0, "T0", type(self).__name__)
-        check_binary_treatment(T1, "T1", type(self).__name__)
+        check_binary_paths(T0, T1, type(self).__name__)
         y0, y1 = self._outcome_draws(X)
         diff = np.where(T1 > 0.5, y1, y0) - np.where(T0 > 0.5, y1, y0)
         return self.y_scaler_.inverse_difference(diff)
 
-    # ---- persistence ---------------------------------------------------------------------
-    def _get_state(self) -> dict[str, Any]:
-        return {
-            "model": self.model_.state_dict(),
-            "binary_mask": self.binary_mask_.tolist(),
-            "history": self.history_,
-            "device": self.device_,
-        }
+    # ---- persistence (the network, history and device: NeuralStaticEstimator) -----------
+    def _extra_state(self) -> dict[str, Any]:
+        return {"binary_mask": self.binary_mask_.tolist()}
 
-    def _set_state(self, state: dict[str, Any]) -> None:
+    def _set_extra_state(self, state: dict[str, Any]) -> None:
         self.binary_mask_ = np.asarray(state["binary_mask"], dtype=bool)
-        self.history_ = state["history"]
-        self.device_ = state["device"]
-        net = self._build()
-        net.load_state_dict(state["model"])
-        net.eval()
-        self.model_ = net

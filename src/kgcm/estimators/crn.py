@@ -54,7 +54,7 @@ from kgcm.estimators._recurrent import (
     grad_reverse,
     rollout_val_fn,
 )
-from kgcm.estimators.training import TrainingConfig, fit_module
+from kgcm.estimators.training import TrainingConfig
 
 __all__ = ["CRN"]
 
@@ -103,6 +103,7 @@ class CRN(NeuralSequenceEstimator):
 
     name: ClassVar[str] = "crn"
     _label: ClassVar[str] = "CRN"
+    _ramps_with_progress: ClassVar[bool] = True  # λ(p) of the reversed gradient
     _positive_ints: ClassVar[tuple[str, ...]] = ("hidden", "rep_dim", "n_ensemble")
     _nonnegative: ClassVar[tuple[str, ...]] = ("balance_weight", "dropout")
 
@@ -130,29 +131,11 @@ class CRN(NeuralSequenceEstimator):
     def _check_params(self) -> TrainingConfig:
         training = super()._check_params()
         check_horizon(self.horizon)
-        self.max_epochs_ = training.max_epochs
         return training
 
     def _build(self) -> CRNNet:
         return CRNNet(
             n_inputs=self.n_inputs_, hidden=self.hidden, rep_dim=self.rep_dim, dropout=self.dropout
-        )
-
-    def _fit_member(
-        self,
-        tensors: dict[str, torch.Tensor],
-        training: TrainingConfig,
-        seed: int,
-        description: str,
-    ) -> tuple[nn.Module, list[dict[str, float]]]:
-        return fit_module(
-            self._build,
-            tensors,
-            loss_fn=self._loss_fn,
-            val_fn=lambda net: rollout_val_fn(net.seq),
-            config=training,
-            seed=seed,
-            description=description,
         )
 
     def _loss_fn(self, net: CRNNet):
@@ -167,7 +150,7 @@ class CRN(NeuralSequenceEstimator):
             loss = encoder + decoder
             parts = {"encoder": encoder.item(), "decoder": decoder.item()}
             if self.balance_weight:
-                lam = dann_schedule(epoch / max(1, self.max_epochs_ - 1))
+                lam = dann_schedule(self._progress(epoch))
                 nll_enc = -gaussian_log_density(t, *net.enc_treatment(grad_reverse(phi, lam)))
                 nll_dec = -gaussian_log_density(t, *net.dec_treatment(grad_reverse(psi, lam)))
                 nll = nll_enc.mean() + (nll_dec * mask).sum() / mask.sum()
@@ -178,12 +161,10 @@ class CRN(NeuralSequenceEstimator):
 
         return loss_fn
 
+    @staticmethod
+    def _val_fn(net: CRNNet):
+        return rollout_val_fn(net.seq)
+
     def _predict_member(self, net: nn.Module, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         assert isinstance(net, CRNNet)
         return net.seq.predict(x, t)
-
-    def _extra_state(self) -> dict[str, Any]:
-        return {"max_epochs": self.max_epochs_}
-
-    def _set_extra_state(self, state: dict[str, Any]) -> None:
-        self.max_epochs_ = int(state["max_epochs"])

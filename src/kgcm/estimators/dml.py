@@ -50,9 +50,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 from kgcm.errors import ConfigError, InputError
-from kgcm.estimators._flat_models import MODELS, FlatRegressor, make_regressor
-from kgcm.estimators._static import check_choice, check_positive_int, rows
-from kgcm.estimators.base import BaseEstimator, ValidatedData
+from kgcm.estimators._flat_models import FlatRegressor, RegressorEstimator
+from kgcm.estimators._static import check_positive_int, rows
+from kgcm.estimators.base import ValidatedData
 
 __all__ = ["DynamicDML", "LinearDML", "require_econml"]
 
@@ -112,7 +112,7 @@ def _normal_interval(
     return effect - z * se, effect + z * se
 
 
-class _DMLBase(BaseEstimator):
+class _DMLBase(RegressorEstimator):
     """Settings, intervals and persistence shared by the two DML estimators."""
 
     def __init__(
@@ -124,28 +124,17 @@ class _DMLBase(BaseEstimator):
         max_depth: int | None = None,
         cv: int = 2,
     ) -> None:
-        self.seed = seed
-        self.model = model
-        self.n_estimators = n_estimators
-        self.max_depth = max_depth
+        super().__init__(seed=seed, model=model, n_estimators=n_estimators, max_depth=max_depth)
         self.cv = cv
 
     def _check_params(self) -> None:
-        check_choice(self.model, "model", MODELS)
-        check_positive_int(self.n_estimators, "n_estimators")
+        self._check_learner()
         check_positive_int(self.cv, "cv")
         if self.cv < 2:
             raise ConfigError(f"cv must be at least 2 (cross-fitting folds); got {self.cv!r}.")
-        if self.max_depth is not None:
-            check_positive_int(self.max_depth, "max_depth")
 
-    def _regressor(self) -> Any:
-        return make_regressor(
-            self.model,
-            seed=int(self.seed),
-            n_estimators=int(self.n_estimators),
-            max_depth=self.max_depth,
-        )
+    def _effect_draws(self, X: np.ndarray, T0: np.ndarray, T1: np.ndarray) -> None:
+        return None  # point effects through predict; intervals through _effect_se
 
     # subclasses: effect (n, t) and its standard error (n, t) for paths T0 -> T1
     def _effect_se(
@@ -247,7 +236,7 @@ class LinearDML(_DMLBase):
             self._theta(X[check]), np.ravel(est.const_marginal_effect(X[check])), "LinearDML"
         )
         residual = y - self._theta(X) * t
-        self.baseline_ = FlatRegressor.from_sklearn(self._regressor().fit(X, residual))
+        self.baseline_ = self._fit_flat(X, residual)
 
     def _features(self, X_rows: np.ndarray) -> np.ndarray:
         return np.concatenate([np.ones((X_rows.shape[0], 1)), X_rows], axis=1)
@@ -259,9 +248,6 @@ class LinearDML(_DMLBase):
     def _predict(self, X: np.ndarray, T: np.ndarray) -> np.ndarray:
         X_rows = rows(X)
         return (self.baseline_.predict(X_rows) + self._theta(X_rows) * rows(T)).reshape(T.shape)
-
-    def _effect_draws(self, X: np.ndarray, T0: np.ndarray, T1: np.ndarray) -> None:
-        return None  # point effects through predict; intervals through _effect_se
 
     def _effect_se(
         self, X: np.ndarray, T0: np.ndarray, T1: np.ndarray
@@ -365,7 +351,7 @@ class DynamicDML(_DMLBase):
         theirs = np.broadcast_to(np.asarray(theirs).reshape(-1, m), (first.shape[0], m))
         _check_same(self._period_effects(first), theirs, "DynamicDML")
         effect_part = self._lag_sum(data.X, data.T)
-        self.baseline_ = FlatRegressor.from_sklearn(self._regressor().fit(X, y - rows(effect_part)))
+        self.baseline_ = self._fit_flat(X, y - rows(effect_part))
 
     def _n_block(self, n_features: int) -> int:
         return n_features + 1 if self.heterogeneity else 1
@@ -400,9 +386,6 @@ class DynamicDML(_DMLBase):
     def _predict(self, X: np.ndarray, T: np.ndarray) -> np.ndarray:
         base = self.baseline_.predict(rows(X)).reshape(T.shape)
         return base + self._lag_sum(X, T)
-
-    def _effect_draws(self, X: np.ndarray, T0: np.ndarray, T1: np.ndarray) -> None:
-        return None  # point effects through predict; intervals through _effect_se
 
     def _effect_se(
         self, X: np.ndarray, T0: np.ndarray, T1: np.ndarray

@@ -53,7 +53,6 @@ Departures from the paper's notebooks, and why:
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -62,10 +61,11 @@ import torch
 from torch import nn
 
 from kgcm.errors import ConfigError, InputError, did_you_mean
+from kgcm.estimators._recurrent import group_mmd, mlp
 from kgcm.estimators.adjacency import AdjacencySpec, build_adjacency
 from kgcm.estimators.base import BaseEstimator, ValidatedData
-from kgcm.estimators.training import TrainingConfig, fit_module, resolve_device
-from kgcm.losses import gaussian_kl, mmd_rbf, warmup
+from kgcm.estimators.training import TrainingConfig, fit_module, resolve_device, to_tensor
+from kgcm.losses import gaussian_kl, warmup
 
 __all__ = ["KGCMVAE"]
 
@@ -76,17 +76,6 @@ _ENCODER = ("bidirectional", "forward")
 
 # --------------------------------------------------------------------------------------------
 # Building blocks
-
-
-def _mlp(sizes: Sequence[int], dropout: float) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(itertools.pairwise(sizes)):
-        layers.append(nn.Linear(a, b))
-        if i < len(sizes) - 2:
-            layers.append(nn.ELU())
-            if dropout:
-                layers.append(nn.Dropout(dropout))
-    return nn.Sequential(*layers)
 
 
 class MaskedDecoder(nn.Module):
@@ -161,7 +150,7 @@ class KGCMNet(nn.Module):
         directions = 2 if encoder == "bidirectional" else 1
         self.to_posterior = nn.Linear(hidden * directions, 2 * latent_dim)
         self.transition = (
-            _mlp([latent_dim + 1, hidden, 2 * latent_dim], 0.0) if prior == "transition" else None
+            mlp([latent_dim + 1, hidden, 2 * latent_dim], 0.0) if prior == "transition" else None
         )
         self.decoder = (
             MaskedDecoder(adjacency, n_features, block, max(8, hidden // 4))
@@ -170,9 +159,9 @@ class KGCMNet(nn.Module):
         )
         self.treat_embed = nn.Linear(1, treatment_embedding)
         self.history_filter = nn.Conv1d(1, treatment_embedding, kernel_size=history)
-        self.outcome = _mlp([latent_dim + 2 * treatment_embedding, 2 * hidden, hidden, 1], dropout)
+        self.outcome = mlp([latent_dim + 2 * treatment_embedding, 2 * hidden, hidden, 1], dropout)
         # varying coefficients: a state-dependent linear response to the treatment features
-        self.coefficients = _mlp([latent_dim, hidden, 2 * treatment_embedding], dropout)
+        self.coefficients = mlp([latent_dim, hidden, 2 * treatment_embedding], dropout)
 
     # q(z | x)
     def posterior(self, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -392,9 +381,9 @@ class KGCMVAE(BaseEstimator):
         self.latent_dim_ = self.block_ * p if self.block_ else self.latent_dim
         self.adjacency_spec_ = self._adjacency(p)
         tensors = {
-            "x": _tensor(self.x_scaler_.transform(data.X)),
-            "t": _tensor(t_scaled),
-            "y": _tensor(self.y_scaler_.transform(data.Y)),
+            "x": to_tensor(self.x_scaler_.transform(data.X)),
+            "t": to_tensor(t_scaled),
+            "y": to_tensor(self.y_scaler_.transform(data.Y)),
         }
         self.models_: list[KGCMNet] = []
         self.histories_: list[list[dict[str, float]]] = []
@@ -461,7 +450,7 @@ class KGCMVAE(BaseEstimator):
                 loss = loss + self.kl_weight * warmup(epoch, self.kl_warmup) * kl
                 parts["kl"] = kl.item()
             if self.mmd_weight:
-                mmd = _balance(mu, t, self.mmd_threshold_, self.mmd_strict_)
+                mmd = group_mmd(mu, t, self.mmd_threshold_, self.mmd_strict_)
                 if mmd is not None:
                     loss = loss + self.mmd_weight * warmup(epoch, self.mmd_warmup) * mmd
                     parts["mmd"] = mmd.item()
@@ -505,9 +494,9 @@ class KGCMVAE(BaseEstimator):
     ) -> np.ndarray:
         """Posterior-mean predictions under T0 (draws=0), or effect draws of T1 vs T0."""
         net.eval()
-        x = _tensor(self.x_scaler_.transform(X))
-        t0 = _tensor(self.t_scaler_.transform(T0))
-        t1 = _tensor(self.t_scaler_.transform(T1)) if T1 is not None else None
+        x = to_tensor(self.x_scaler_.transform(X))
+        t0 = to_tensor(self.t_scaler_.transform(T0))
+        t1 = to_tensor(self.t_scaler_.transform(T1)) if T1 is not None else None
         gen = torch.Generator().manual_seed(seed)
         # chunks of about rows_per_chunk (draw, unit, step) rows stay in cache: effects are
         # memory-bound otherwise
@@ -581,10 +570,6 @@ class KGCMVAE(BaseEstimator):
 # Helpers
 
 
-def _tensor(a: np.ndarray) -> torch.Tensor:
-    return torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32)
-
-
 def _mmd_split(t_scaled: np.ndarray) -> tuple[float, bool]:
     """Median split of the treatment into MMD groups: ``(threshold, strict)``.
 
@@ -605,21 +590,3 @@ def _mmd_split(t_scaled: np.ndarray) -> tuple[float, bool]:
     if not strict and not 0 < above_loose < 1:  # pragma: no cover - excluded by ptp check
         raise InputError("could not split the treatment into two groups for MMD.")
     return threshold, bool(strict)
-
-
-def _balance(
-    mu: torch.Tensor, t: torch.Tensor, threshold: float, strict: bool, max_per_group: int = 256
-) -> torch.Tensor | None:
-    """MMD² between latent means of treated and control steps in a batch (None if a group
-    has fewer than 2 steps). Subsamples each group to bound the quadratic cost."""
-    z = mu.reshape(-1, mu.shape[-1])
-    flat = t.reshape(-1)
-    treated = flat > threshold if strict else flat >= threshold
-    a, b = z[treated], z[~treated]
-    if a.shape[0] < 2 or b.shape[0] < 2:
-        return None
-    if a.shape[0] > max_per_group:
-        a = a[torch.randperm(a.shape[0], device=a.device)[:max_per_group]]
-    if b.shape[0] > max_per_group:
-        b = b[torch.randperm(b.shape[0], device=b.device)[:max_per_group]]
-    return mmd_rbf(a, b)

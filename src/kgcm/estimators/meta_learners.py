@@ -24,52 +24,20 @@ from typing import Any, ClassVar
 import numpy as np
 
 from kgcm.errors import ConfigError, InputError
-from kgcm.estimators._flat_models import MODELS, FlatRegressor, make_regressor
-from kgcm.estimators._static import (
-    check_binary_treatment,
-    check_choice,
-    check_positive_int,
-    rows,
-)
-from kgcm.estimators.base import BaseEstimator, ValidatedData
+from kgcm.estimators._flat_models import FlatRegressor, RegressorEstimator
+from kgcm.estimators._static import check_binary_paths, check_binary_treatment, rows
+from kgcm.estimators.base import ValidatedData
 
 __all__ = ["SLearner", "TLearner"]
 
 
-class _MetaLearner(BaseEstimator):
-    """Settings and persistence shared by the S- and T-learner."""
-
-    def __init__(
-        self,
-        *,
-        seed: int = 0,
-        model: str = "gradient-boosting",
-        n_estimators: int = 100,
-        max_depth: int | None = None,
-    ) -> None:
-        self.seed = seed
-        self.model = model
-        self.n_estimators = n_estimators
-        self.max_depth = max_depth
+class _MetaLearner(RegressorEstimator):
+    """Settings checks shared by the S- and T-learner (the settings: RegressorEstimator)."""
 
     def _check_params(self) -> None:
-        check_choice(self.model, "model", MODELS)
-        check_positive_int(self.n_estimators, "n_estimators")
-        if self.max_depth is not None:
-            check_positive_int(self.max_depth, "max_depth")
+        self._check_learner()
         if not isinstance(self.seed, int | np.integer) or isinstance(self.seed, bool):
             raise ConfigError(f"seed must be an integer; got {self.seed!r}.")
-
-    def _regressor(self) -> Any:
-        return make_regressor(
-            self.model,
-            seed=int(self.seed),
-            n_estimators=int(self.n_estimators),
-            max_depth=self.max_depth,
-        )
-
-    def _fit_flat(self, X: np.ndarray, y: np.ndarray) -> FlatRegressor:
-        return FlatRegressor.from_sklearn(self._regressor().fit(X, y))
 
 
 class SLearner(_MetaLearner):
@@ -172,8 +140,7 @@ class TLearner(_MetaLearner):
 
     def _effect_draws(self, X: np.ndarray, T0: np.ndarray, T1: np.ndarray) -> None:
         # check both paths; the base class then takes predict(T1) - predict(T0)
-        check_binary_treatment(T0, "T0", type(self).__name__)
-        check_binary_treatment(T1, "T1", type(self).__name__)
+        check_binary_paths(T0, T1, type(self).__name__)
         return None
 
     def _get_state(self) -> dict[str, Any]:

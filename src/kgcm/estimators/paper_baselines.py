@@ -49,6 +49,7 @@ the choices of cell, treatment-head use and outcome head per model are ours.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partialmethod
 from typing import Any, ClassVar
 
 import torch
@@ -63,7 +64,7 @@ from kgcm.estimators._recurrent import (
     group_mmd,
     mlp,
 )
-from kgcm.estimators.training import TrainingConfig, fit_module
+from kgcm.estimators.training import TrainingConfig
 from kgcm.losses import warmup
 
 __all__ = ["CFRNN", "RCRN", "TSTARNet"]
@@ -213,23 +214,6 @@ class _PaperBaseline(NeuralSequenceEstimator):
             threshold=self.threshold_,
         )
 
-    def _fit_member(
-        self,
-        tensors: dict[str, torch.Tensor],
-        training: TrainingConfig,
-        seed: int,
-        description: str,
-    ) -> tuple[nn.Module, list[dict[str, float]]]:
-        return fit_module(
-            self._build,
-            tensors,
-            loss_fn=self._loss_fn,
-            val_fn=_val_fn,
-            config=training,
-            seed=seed,
-            description=description,
-        )
-
     def _loss_fn(self, net: PaperBaselineNet):
         def loss_fn(batch: dict[str, torch.Tensor], epoch: int):
             x, t, y = batch["x"], batch["t"], batch["y"]
@@ -255,16 +239,16 @@ class _PaperBaseline(NeuralSequenceEstimator):
 
         return loss_fn
 
+    @staticmethod
+    def _val_fn(net: PaperBaselineNet):
+        def val_fn(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+            return (net.outcome(net.represent(batch["x"]), batch["t"]) - batch["y"]).pow(2).mean()
+
+        return val_fn
+
     def _predict_member(self, net: nn.Module, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         assert isinstance(net, PaperBaselineNet)
         return net.outcome(net.represent(x), t)
-
-
-def _val_fn(net: PaperBaselineNet):
-    def val_fn(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return (net.outcome(net.represent(batch["x"]), batch["t"]) - batch["y"]).pow(2).mean()
-
-    return val_fn
 
 
 class RCRN(_PaperBaseline):
@@ -276,38 +260,8 @@ class RCRN(_PaperBaseline):
     name: ClassVar[str] = "r-crn"
     _label: ClassVar[str] = "R-CRN"
 
-    def __init__(
-        self,
-        *,
-        seed: int = 0,
-        hidden: int = 32,
-        treatment_embedding: int = 8,
-        history: int = 14,
-        cell: str = "lstm",
-        treatment_head: str = "adversarial",
-        outcome_head: str = "concat",
-        treatment_weight: float = 0.1,
-        mmd_weight: float = 0.1,
-        mmd_warmup: int = 10,
-        dropout: float = 0.0,
-        n_ensemble: int = 1,
-        training: TrainingConfig | Mapping[str, Any] | None = None,
-    ) -> None:
-        super().__init__(
-            seed=seed,
-            hidden=hidden,
-            treatment_embedding=treatment_embedding,
-            history=history,
-            cell=cell,
-            treatment_head=treatment_head,
-            outcome_head=outcome_head,
-            treatment_weight=treatment_weight,
-            mmd_weight=mmd_weight,
-            mmd_warmup=mmd_warmup,
-            dropout=dropout,
-            n_ensemble=n_ensemble,
-            training=training,
-        )
+    # the shared parameters with this model's defaults (the signature shows them)
+    __init__ = partialmethod(_PaperBaseline.__init__, cell="lstm", treatment_head="adversarial")
 
 
 class CFRNN(_PaperBaseline):
@@ -329,35 +283,7 @@ class TSTARNet(_PaperBaseline):
     name: ClassVar[str] = "ts-tarnet"
     _label: ClassVar[str] = "TS-TARNet"
 
-    def __init__(
-        self,
-        *,
-        seed: int = 0,
-        hidden: int = 32,
-        treatment_embedding: int = 8,
-        history: int = 14,
-        cell: str = "gru",
-        treatment_head: str = "detached",
-        outcome_head: str = "two-head",
-        treatment_weight: float = 0.1,
-        mmd_weight: float = 0.1,
-        mmd_warmup: int = 10,
-        dropout: float = 0.0,
-        n_ensemble: int = 1,
-        training: TrainingConfig | Mapping[str, Any] | None = None,
-    ) -> None:
-        super().__init__(
-            seed=seed,
-            hidden=hidden,
-            treatment_embedding=treatment_embedding,
-            history=history,
-            cell=cell,
-            treatment_head=treatment_head,
-            outcome_head=outcome_head,
-            treatment_weight=treatment_weight,
-            mmd_weight=mmd_weight,
-            mmd_warmup=mmd_warmup,
-            dropout=dropout,
-            n_ensemble=n_ensemble,
-            training=training,
-        )
+    # the shared parameters with this model's defaults (the signature shows them)
+    __init__ = partialmethod(
+        _PaperBaseline.__init__, treatment_head="detached", outcome_head="two-head"
+    )

@@ -51,16 +51,17 @@ from torch import nn
 
 from kgcm.errors import InputError
 from kgcm.estimators._static import (
+    NeuralStaticEstimator,
+    check_binary_paths,
     check_binary_treatment,
     check_choice,
     check_non_negative,
     check_positive_int,
     elu_mlp,
     merge_training,
-    tensor,
 )
-from kgcm.estimators.base import BaseEstimator, ValidatedData
-from kgcm.estimators.training import TrainingConfig, fit_module, resolve_device
+from kgcm.estimators.base import ValidatedData
+from kgcm.estimators.training import TrainingConfig
 from kgcm.losses import mmd_rbf, wasserstein_sinkhorn
 
 __all__ = ["CFRNet", "TARNet"]
@@ -156,7 +157,7 @@ def ipm(phi_treated: torch.Tensor, phi_control: torch.Tensor, kind: str) -> torc
 # The estimators
 
 
-class TARNet(BaseEstimator):
+class TARNet(NeuralStaticEstimator):
     """Treatment-Agnostic Representation Network (Shalit et al. 2017), binary treatment.
 
     A shared ELU representation of the covariates and one outcome head per arm, trained on the
@@ -200,6 +201,8 @@ class TARNet(BaseEstimator):
         "binary_treatment": True,
     }
 
+    model_: RepresentationNet
+
     def __init__(
         self,
         *,
@@ -236,9 +239,9 @@ class TARNet(BaseEstimator):
         check_non_negative(self.l2, "l2")
         return merge_training(self.training, _TRAINING_DEFAULTS)
 
-    def _build(self, n_features: int) -> RepresentationNet:
+    def _build(self) -> RepresentationNet:
         return RepresentationNet(
-            n_features,
+            self.n_features_in_,
             rep_layers=self.rep_layers,
             rep_units=self.rep_units,
             head_layers=self.head_layers,
@@ -247,10 +250,7 @@ class TARNet(BaseEstimator):
         )
 
     # ---- fit -----------------------------------------------------------------------------
-    def _fit(self, data: ValidatedData) -> None:
-        training = self._check_params()
-        assert data.Y is not None
-        check_binary_treatment(data.T, "T", type(self).__name__)
+    def _prepare(self, data: ValidatedData) -> None:
         u = float(data.T.mean())
         if u in (0.0, 1.0):
             raise InputError(
@@ -258,23 +258,6 @@ class TARNet(BaseEstimator):
                 f"sample has T = {u:g}; there is nothing to compare. Fit on data with both arms."
             )
         self.treated_share_ = u
-        tensors = {
-            "x": tensor(self.x_scaler_.transform(data.X)),
-            "t": tensor(data.T),
-            "y": tensor(self.y_scaler_.transform(data.Y)),
-        }
-        net, history = fit_module(
-            lambda: self._build(data.X.shape[2]),
-            tensors,
-            loss_fn=self._loss_fn,
-            val_fn=self._val_fn,
-            config=training,
-            seed=int(self.seed),
-            description=type(self).__name__,
-        )
-        self.model_: RepresentationNet = net.cpu()  # type: ignore[assignment]
-        self.history_ = history
-        self.device_ = str(resolve_device(training.device))
 
     def _loss_fn(self, net: RepresentationNet):
         u, alpha, kind = self.treated_share_, self._alpha(), self._ipm_kind()
@@ -315,7 +298,7 @@ class TARNet(BaseEstimator):
     @torch.no_grad()
     def _heads(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Both potential outcomes in standardised units, each (n_units, n_steps)."""
-        phi = self.model_.represent(tensor(self.x_scaler_.transform(X)))
+        phi = self.model_.represent(self._inputs(X))
         y0, y1 = self.model_.outcomes(phi)
         return y0.double().numpy(), y1.double().numpy()
 
@@ -326,27 +309,15 @@ class TARNet(BaseEstimator):
 
     def _effect_draws(self, X: np.ndarray, T0: np.ndarray, T1: np.ndarray) -> None:
         # Validate both paths here: the base class then takes predict(T1) - predict(T0).
-        check_binary_treatment(T0, "T0", type(self).__name__)
-        check_binary_treatment(T1, "T1", type(self).__name__)
+        check_binary_paths(T0, T1, type(self).__name__)
         return None
 
-    # ---- persistence ---------------------------------------------------------------------
-    def _get_state(self) -> dict[str, Any]:
-        return {
-            "model": self.model_.state_dict(),
-            "history": self.history_,
-            "treated_share": self.treated_share_,
-            "device": self.device_,
-        }
+    # ---- persistence (the network, history and device: NeuralStaticEstimator) -----------
+    def _extra_state(self) -> dict[str, Any]:
+        return {"treated_share": self.treated_share_}
 
-    def _set_state(self, state: dict[str, Any]) -> None:
+    def _set_extra_state(self, state: dict[str, Any]) -> None:
         self.treated_share_ = float(state["treated_share"])
-        self.history_ = state["history"]
-        self.device_ = state["device"]
-        net = self._build(self.n_features_in_)
-        net.load_state_dict(state["model"])
-        net.eval()
-        self.model_ = net
 
 
 class CFRNet(TARNet):

@@ -22,12 +22,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from kgcm.errors import ConfigError, did_you_mean
 
-__all__ = ["TrainingConfig", "fit_module", "resolve_device"]
+__all__ = ["TrainingConfig", "fit_module", "resolve_device", "to_tensor"]
 
 Batch = dict[str, torch.Tensor]
 LossFn = Callable[[Batch, int], tuple[torch.Tensor, dict[str, float]]]
@@ -138,6 +139,12 @@ def resolve_device(device: str) -> torch.device:
             f"({torch.__version__}); use device='cpu' or 'auto', or install a CUDA build of torch."
         )
     return dev
+
+
+def to_tensor(a: np.ndarray) -> torch.Tensor:
+    """A float32 tensor of a numpy array (a contiguous copy where needed), as the networks
+    take their inputs."""
+    return torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32)
 
 
 def _auto_batch_size(n_train: int) -> int:
