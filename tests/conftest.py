@@ -16,6 +16,12 @@ FAST_PARAMS: dict[str, dict] = {
         "training": {"max_epochs": 3, "progress": False},
     },
     "zero-effect": {},
+    "gst-unet": {
+        "context": 3,
+        "width": 4,
+        "n_bootstrap": 2,
+        "training": {"max_epochs": 2, "batch_size": 128, "progress": False},
+    },
     # time-varying baselines (tests/test_recurrent_baselines.py)
     **{
         name: {

@@ -62,11 +62,29 @@ class SequenceSet:
     def window(self) -> int:
         return int(self.Y.shape[1])
 
-    def X_xarray(self) -> xr.DataArray:
-        """``X`` as a DataArray (unit, step, feature) that carries the covariate names."""
-        return xr.DataArray(
-            self.X, dims=("unit", "step", "feature"), coords={"feature": list(self.feature_names)}
-        )
+    def X_xarray(self, *, index: bool = False) -> xr.DataArray:
+        """``X`` as a DataArray (unit, step, feature) that carries the covariate names.
+
+        With ``index=True`` the unit dim also carries each unit's place: ``start`` (first step
+        on the time axis) and, on a grid, ``cell_y`` / ``cell_x`` (row and column: indices on
+        the first and second spatial dims; a single spatial dim gives ``cell_x`` only).
+        Estimators that read neighbours (``gst-unet``) need them at fit and at prediction;
+        every other estimator ignores them.
+        """
+        coords: dict[str, object] = {"feature": list(self.feature_names)}
+        if index:
+            n_space = self.cells.shape[1]
+            if n_space > 2:
+                raise InputError(
+                    f"index=True names grid cells by row and column, but the data have "
+                    f"{n_space} spatial dims; reduce them to two (e.g. stack levels into "
+                    f"covariates) or call X_xarray() without index."
+                )
+            names = ("cell_y", "cell_x")[2 - n_space :]
+            for k, name in enumerate(names):
+                coords[name] = ("unit", self.cells[:, k].astype(np.int64))
+            coords["start"] = ("unit", self.starts.astype(np.int64))
+        return xr.DataArray(self.X, dims=("unit", "step", "feature"), coords=coords)
 
     def subset(self, index: np.ndarray) -> SequenceSet:
         """The units at ``index`` (integer or boolean)."""

@@ -33,6 +33,7 @@ _REGISTRY: dict[str, str] = {
     "linear-dml": "kgcm.estimators.dml:LinearDML",
     "dynamic-dml": "kgcm.estimators.dml:DynamicDML",
     "zero-effect": "kgcm.estimators.zero_effect:ZeroEffect",
+    "gst-unet": "kgcm.estimators.gst_unet:GSTUNet",
 }
 
 

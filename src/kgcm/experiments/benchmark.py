@@ -145,8 +145,8 @@ class Task:
 
     Y_train: np.ndarray
     T_train: np.ndarray
-    X_train: Any
-    X_test: np.ndarray
+    X_train: Any  # ndarray or DataArray (unit, step, feature)
+    X_test: Any  # arctic: DataArrays whose unit dim carries cell_y, cell_x, start
     Y_test: np.ndarray
     T0_test: np.ndarray
     T1_test: np.ndarray
@@ -185,8 +185,10 @@ def _arctic_task(params: dict[str, Any], seed: int, base: Path | None) -> Task:
     return Task(
         Y_train=train.Y,
         T_train=train.T,
-        X_train=train.X_xarray(),
-        X_test=test.X,
+        # grid indices ride on the unit dim for estimators that read neighbours (gst-unet);
+        # the others read the values only
+        X_train=train.X_xarray(index=True),
+        X_test=test.X_xarray(index=True),
         Y_test=test.Y,
         T0_test=test.T,
         T1_test=T1,
