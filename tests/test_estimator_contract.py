@@ -139,6 +139,23 @@ def test_load_rejects_garbage(tmp_path) -> None:
         kgcm.load(bad)
 
 
+def test_load_names_a_layout_mismatch(tmp_path, data_for) -> None:
+    import torch
+
+    data = data_for("zero-effect")
+    path = tmp_path / "model.kgcm"
+    kgcm.make_estimator("zero-effect").fit(data["Y"], data["T"], X=data["X"]).save(path)
+    payload = torch.load(path, weights_only=True)
+    del payload["common"]["t_scaler_"]  # as if saved by an older layout
+    torch.save(payload, path)
+    with pytest.raises(InputError, match=r"does not match this kgcm.*refit and save"):
+        kgcm.load(path)
+    payload["format_version"] = 99
+    torch.save(payload, path)
+    with pytest.raises(InputError, match=r"format 99.*reads format 1"):
+        kgcm.load(path)
+
+
 def test_float32_input(data_for) -> None:
     for name in NAMES:
         data = data_for(name)

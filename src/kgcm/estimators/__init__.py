@@ -84,4 +84,20 @@ def load(path: str | os.PathLike[str]) -> Any:
         ) from exc
     if not isinstance(payload, dict) or payload.get("format") != "kgcm-estimator":
         raise InputError(f"{os.fspath(path)!r} is not a kgcm estimator file.")
-    return estimator_class(payload["estimator"])._from_payload(payload)
+    from kgcm.estimators.base import FORMAT_VERSION, _version
+
+    written = f"kgcm {payload.get('kgcm_version', '?')}, format {payload.get('format_version')}"
+    if payload.get("format_version") != FORMAT_VERSION:
+        raise InputError(
+            f"{os.fspath(path)!r} was written by {written}; this kgcm ({_version()}) reads "
+            f"format {FORMAT_VERSION}. Load it with the kgcm that wrote it, or refit and save."
+        )
+    try:
+        return estimator_class(payload["estimator"])._from_payload(payload)
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise InputError(
+            f"{os.fspath(path)!r} ({payload.get('estimator')!r}, written by {written}) does not "
+            f"match this kgcm's ({_version()}) layout for that estimator "
+            f"({exc.__class__.__name__}: {exc}); it was probably saved by an earlier "
+            f"development version. Load it with the kgcm that wrote it, or refit and save."
+        ) from exc
