@@ -65,6 +65,30 @@ def test_grid_tables_and_resume(tmp_path, monkeypatch) -> None:
     pd.testing.assert_frame_equal(again, results)
 
 
+def test_changed_settings_rerun_only_their_cells(tmp_path) -> None:
+    paper = [{"name": "paper", "kind": "paper", "params": {"recipe": "v1", "lag": 1}}]
+    cfg = _config(tmp_path / "out", datasets=paper)
+    first = bm.run_benchmark(cfg, log=lambda m: None, progress=False)
+    assert first["spec"].nunique() == 2  # one fingerprint per (dataset, estimator)
+    messages: list[str] = []
+    changed = _config(
+        tmp_path / "out",
+        datasets=paper,
+        estimators=[
+            {"name": "kgcm-vae", "params": {**FAST_VAE, "hidden": 6}},
+            {"name": "zero-effect"},
+        ],
+    )
+    second = bm.run_benchmark(changed, log=messages.append, progress=False)
+    assert (
+        "2 done already, 2 to run" in messages[0] and "2 stored with other settings" in messages[0]
+    )
+    vae = second["estimator"] == "kgcm-vae"
+    assert (second.loc[vae, "spec"] != first.loc[vae, "spec"]).all()
+    pd.testing.assert_frame_equal(second[~vae], first[~vae])
+    assert not np.allclose(second.loc[vae, "pehe"], first.loc[vae, "pehe"])
+
+
 def test_same_seed_same_table(tmp_path) -> None:
     a = bm.run_benchmark(
         _config(

@@ -244,8 +244,9 @@ def benchmark(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder.")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
-    """Run datasets x estimators x seeds in parallel (resumable); write results.csv, table.md,
-    paired.md (differences to the reference with intervals) and pehe.png."""
+    """Run datasets x estimators x seeds in parallel; write results.csv, table.md, paired.md
+    (differences to the reference with intervals) and pehe.png. Resumable: cells already run
+    with the same settings are kept, cells whose settings changed are rerun."""
     _run_grid(config, set_, out, progress, ablation=False)
 
 

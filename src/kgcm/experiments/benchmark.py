@@ -31,13 +31,14 @@ Datasets (``kind``):
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import json
 import os
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -333,6 +334,30 @@ def _cell_path(out: Path, dataset: str, estimator: str, seed: int) -> Path:
     return out / "cells" / dataset / estimator / f"seed-{seed}.json"
 
 
+def cell_spec(dataset: DatasetSpec, estimator: EstimatorSpec, tau: int, alpha: float) -> str:
+    """Fingerprint of the settings a cell was run with (dataset and its params, estimator name
+    and params, ``tau``, ``alpha``). A stored cell counts as done only when its fingerprint
+    matches the current config, so editing a config reruns exactly the cells it changes."""
+    settings = {
+        "dataset": asdict(dataset),
+        "estimator": {"name": estimator.name, "params": estimator.params},
+        "tau": tau,
+        "alpha": alpha,
+    }
+    blob = json.dumps(settings, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _stored_spec(path: Path) -> str | None:
+    """The fingerprint of a stored cell; None when absent or unreadable (then it is rerun)."""
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text()).get("spec")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return None
+
+
 def _run_and_store(
     path: Path,
     dataset: DatasetSpec,
@@ -346,6 +371,7 @@ def _run_and_store(
 
     torch.set_num_threads(1)  # one core per worker: n_jobs workers share the machine
     row = run_cell(dataset, estimator, seed, tau=tau, alpha=alpha, base_dir=base_dir)
+    row["spec"] = cell_spec(dataset, estimator, tau, alpha)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(row, default=float) + "\n")
     return row
@@ -368,11 +394,20 @@ def run_benchmark(
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / "config.toml", dump_toml(config))
     cells = [(d, e, s) for d in config.datasets for e in config.estimators for s in config.seeds]
-    todo = [c for c in cells if not _cell_path(out_dir, c[0].name, c[1].key, c[2]).exists()]
+    # seed-major order: a run stopped part-way leaves every estimator with about the same n
+    todo, stale = [], 0
+    for s in config.seeds:
+        for d in config.datasets:
+            for e in config.estimators:
+                stored = _stored_spec(_cell_path(out_dir, d.name, e.key, s))
+                if stored != cell_spec(d, e, config.tau, config.alpha):
+                    todo.append((d, e, s))
+                    stale += _cell_path(out_dir, d.name, e.key, s).exists()
     log(
         f"{len(cells)} runs ({len(config.datasets)} datasets x {len(config.estimators)} "
         f"estimators x {len(config.seeds)} seeds); {len(cells) - len(todo)} done already, "
         f"{len(todo)} to run on {config.n_jobs} workers"
+        + (f" ({stale} stored with other settings or by an older kgcm: rerun)" if stale else "")
     )
     if todo:
         jobs = (
