@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from kgcm.errors import ConfigError, InputError, did_you_mean
-from kgcm.estimators.base import BaseEstimator, ValidatedData
+from kgcm.estimators.base import BaseEstimator, MemberEnsemble, ValidatedData
 from kgcm.estimators.training import LossFn, TrainingConfig, ValFn, fit_module, to_tensor
 from kgcm.losses import mmd_rbf
 
@@ -382,7 +382,7 @@ def autoregressive_rollout(
 # The estimator base of the baselines
 
 
-class NeuralSequenceEstimator(BaseEstimator):
+class NeuralSequenceEstimator(MemberEnsemble, BaseEstimator):
     """Base of the neural time-varying baselines: scaling, seed ensembles, chunked
     prediction, persistence and parameter checks. A subclass supplies the architecture
     (``_build``), its losses (``_loss_fn``, ``_val_fn``; a member is trained on them by
@@ -524,15 +524,6 @@ class NeuralSequenceEstimator(BaseEstimator):
                 sl = slice(start, start + units_per_chunk)
                 out[m, sl] = self._predict_member(net, x[sl], t[sl]).numpy()
         return out
-
-    def _predict(self, X: np.ndarray, T: np.ndarray) -> np.ndarray:
-        return self.y_scaler_.inverse(self._member_predictions(X, T).mean(axis=0))
-
-    def _effect_draws(self, X: np.ndarray, T0: np.ndarray, T1: np.ndarray) -> np.ndarray | None:
-        if len(self.models_) < 2:
-            return None
-        diff = self._member_predictions(X, T1) - self._member_predictions(X, T0)
-        return self.y_scaler_.inverse_difference(diff)
 
     # ---- persistence ---------------------------------------------------------------------
     def _get_state(self) -> dict[str, Any]:

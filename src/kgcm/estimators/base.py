@@ -369,6 +369,28 @@ class BaseEstimator:
         return d0.X, d0.T, d1.T
 
 
+class MemberEnsemble:
+    """``_predict`` and ``_effect_draws`` for estimators holding several fitted networks
+    (seeds or bootstrap refits) whose ``_member_predictions(X, T)`` returns the scaled
+    predictions of each, ``(n_members, n, t)``: the prediction is the members' mean, and with
+    two members or more the effect draws are the members' effects."""
+
+    y_scaler_: Standardizer
+    models_: list[Any]
+
+    def _member_predictions(self, X: np.ndarray, T: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _predict(self, X: np.ndarray, T: np.ndarray) -> np.ndarray:
+        return self.y_scaler_.inverse(self._member_predictions(X, T).mean(axis=0))
+
+    def _effect_draws(self, X: np.ndarray, T0: np.ndarray, T1: np.ndarray) -> np.ndarray | None:
+        if len(self.models_) < 2:
+            return None
+        diff = self._member_predictions(X, T1) - self._member_predictions(X, T0)
+        return self.y_scaler_.inverse_difference(diff)
+
+
 def _version() -> str:
     from kgcm import __version__
 

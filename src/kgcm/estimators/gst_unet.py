@@ -114,7 +114,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from kgcm.errors import ConfigError, InputError
-from kgcm.estimators.base import BaseEstimator, ValidatedData
+from kgcm.estimators.base import BaseEstimator, MemberEnsemble, ValidatedData
 from kgcm.estimators.training import TrainingConfig, fit_module
 
 __all__ = ["GSTUNet", "GridLayout", "UNet", "grid_layout"]
@@ -378,7 +378,7 @@ class UNet(nn.Module):
 # The estimator
 
 
-class GSTUNet(BaseEstimator):
+class GSTUNet(MemberEnsemble, BaseEstimator):
     """GST-UNet baseline: U-Net over the grid, iterative G-computation, cell-bootstrap intervals.
 
     See the module docstring for the equations, how units are placed on the grid (``X`` as a
@@ -675,15 +675,6 @@ class GSTUNet(BaseEstimator):
                 out[m, sl] = _head(net(z), look_ahead[sl]).numpy()
         grids = out.reshape(len(self.models_), layout.n_groups, steps, *out.shape[2:])
         return np.stack([layout.from_grid(g) for g in grids])
-
-    def _predict(self, X: np.ndarray, T: np.ndarray) -> np.ndarray:
-        return self.y_scaler_.inverse(self._member_predictions(X, T).mean(axis=0))
-
-    def _effect_draws(self, X: np.ndarray, T0: np.ndarray, T1: np.ndarray) -> np.ndarray | None:
-        if len(self.models_) < 2:
-            return None
-        diff = self._member_predictions(X, T1) - self._member_predictions(X, T0)
-        return self.y_scaler_.inverse_difference(diff)
 
     # ---- persistence ---------------------------------------------------------------------
     def _get_state(self) -> dict[str, Any]:
