@@ -528,8 +528,7 @@ class NeuralSequenceEstimator(MemberEnsemble, BaseEstimator):
     # ---- persistence ---------------------------------------------------------------------
     def _get_state(self) -> dict[str, Any]:
         return {
-            "models": [m.state_dict() for m in self.models_],
-            "histories": self.histories_,
+            **self._members_state(),
             "threshold": self.threshold_,
             "strict": self.strict_,
             "extra": self._extra_state(),
@@ -539,10 +538,4 @@ class NeuralSequenceEstimator(MemberEnsemble, BaseEstimator):
         self.threshold_ = float(state["threshold"])
         self.strict_ = bool(state["strict"])
         self._set_extra_state(state["extra"])
-        self.histories_ = state["histories"]
-        self.history_ = self.histories_[0]
-        self.models_ = []
-        for sd in state["models"]:
-            net = self._build()
-            net.load_state_dict(sd)
-            self.models_.append(net.eval())
+        self._load_members(state)

@@ -377,6 +377,8 @@ class MemberEnsemble:
 
     y_scaler_: Standardizer
     models_: list[Any]
+    histories_: list[list[dict[str, float]]]
+    history_: list[dict[str, float]]
 
     def _member_predictions(self, X: np.ndarray, T: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -389,6 +391,26 @@ class MemberEnsemble:
             return None
         diff = self._member_predictions(X, T1) - self._member_predictions(X, T0)
         return self.y_scaler_.inverse_difference(diff)
+
+    def _build(self) -> Any:
+        raise NotImplementedError
+
+    def _members_state(self) -> dict[str, Any]:
+        """The members' weights and training histories, for ``_get_state``."""
+        return {
+            "models": [m.state_dict() for m in self.models_],
+            "histories": self.histories_,
+        }
+
+    def _load_members(self, state: dict[str, Any]) -> None:
+        """Rebuild the members (``self._build()``) from ``_members_state``'s output."""
+        self.histories_ = state["histories"]
+        self.history_ = self.histories_[0]
+        self.models_ = []
+        for weights in state["models"]:
+            net = self._build()
+            net.load_state_dict(weights)
+            self.models_.append(net.eval())
 
 
 def _version() -> str:

@@ -678,18 +678,8 @@ class GSTUNet(MemberEnsemble, BaseEstimator):
 
     # ---- persistence ---------------------------------------------------------------------
     def _get_state(self) -> dict[str, Any]:
-        return {
-            "models": [m.state_dict() for m in self.models_],
-            "histories": self.histories_,
-            "spatial": self.spatial_,
-        }
+        return {**self._members_state(), "spatial": self.spatial_}
 
     def _set_state(self, state: dict[str, Any]) -> None:
         self.spatial_ = bool(state["spatial"])
-        self.histories_ = state["histories"]
-        self.history_ = self.histories_[0]
-        self.models_ = []
-        for sd in state["models"]:
-            net = self._build()
-            net.load_state_dict(sd)
-            self.models_.append(net.eval())
+        self._load_members(state)
