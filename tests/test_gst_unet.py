@@ -161,6 +161,7 @@ def test_bootstrap_intervals_seed_and_save_on_the_grid(small, tmp_path) -> None:
         back.effect_interval(X, T0=small.T, T1=T1)[0], a.effect_interval(X, T0=small.T, T1=T1)[0]
     )
     point = GSTUNet(seed=3, **{**TINY, "n_bootstrap": 0}).fit(small.Y, small.T, X=X)
+    assert a.gives_intervals() and not point.gives_intervals()
     with pytest.raises(NotImplementedError, match=r"n_bootstrap=0, so it has no intervals"):
         point.effect_interval(X, T0=small.T, T1=T1)
 
@@ -175,3 +176,8 @@ def test_benchmark_passes_the_grid(tmp_path) -> None:
     row = bm.run_cell(spec, bm.EstimatorSpec(name="gst-unet", params=TINY), 0, tau=5, alpha=0.1)
     assert row["status"] == "ok", row.get("traceback", row["status"])
     assert np.isfinite(row["pehe"]) and 0.0 <= row["coverage"] <= 1.0
+    # point fits (no bootstrap) are scored without coverage, not recorded as errors
+    point = bm.EstimatorSpec(name="gst-unet", params={**TINY, "n_bootstrap": 0})
+    row = bm.run_cell(spec, point, 0, tau=5, alpha=0.1)
+    assert row["status"] == "ok", row.get("traceback", row["status"])
+    assert np.isfinite(row["pehe"]) and "coverage" not in row

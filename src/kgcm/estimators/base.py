@@ -279,6 +279,12 @@ class BaseEstimator:
         lower, upper = np.quantile(draws, [alpha / 2.0, 1.0 - alpha / 2.0], axis=0)
         return draws.mean(axis=0), lower, upper
 
+    def gives_intervals(self) -> bool:
+        """Whether this fitted estimator gives intervals (``effect_interval``): the class's
+        ``intervals`` tag, unless its settings say otherwise (an ensemble of one network
+        gives point effects only; two or more give intervals even where the tag is False)."""
+        return bool(self.tags.get("intervals"))
+
     def ate(self, X: Any | None = None, *, T0: Any, T1: Any) -> float:
         """Average effect over all units and steps."""
         return float(self.effect(X, T0=T0, T1=T1).mean())
@@ -391,6 +397,9 @@ class MemberEnsemble:
             return None
         diff = self._member_predictions(X, T1) - self._member_predictions(X, T0)
         return self.y_scaler_.inverse_difference(diff)
+
+    def gives_intervals(self) -> bool:
+        return len(self.models_) >= 2
 
     def _build(self) -> Any:
         raise NotImplementedError

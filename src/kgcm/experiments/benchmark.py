@@ -299,7 +299,7 @@ def run_cell(
         est.fit(task.Y_train, task.T_train, X=task.X_train)
         row["fit_s"] = round(time.perf_counter() - started, 3)
         lower = upper = None
-        if est.tags.get("intervals"):
+        if est.gives_intervals():
             effect, lower, upper = est.effect_with_interval(
                 task.X_test, T0=task.T0_test, T1=task.T1_test, alpha=alpha
             )

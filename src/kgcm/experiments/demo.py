@@ -96,7 +96,7 @@ def run_demo(
     log(f"[4/5] estimating effects of the scenario {scenario.describe()}")
     t1_all = scenario.apply(seqs.T)
     truth_all = sim.window_effects(t1_all, seqs.cells, seqs.starts, seqs.window)
-    if est.tags.get("intervals"):
+    if est.gives_intervals():
         effect_all, lower_all, upper_all = est.effect_with_interval(
             seqs.X, T0=seqs.T, T1=t1_all, alpha=config.alpha
         )

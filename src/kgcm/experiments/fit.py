@@ -263,7 +263,7 @@ def run_effect(
         else (f"T1 = T0 + {scenario.value:g}")
     )
     log(f"effects of {describe} on {seqs.n_units:,} units")
-    if est.tags.get("intervals"):
+    if est.gives_intervals():
         effect, lower, upper = est.effect_with_interval(seqs.X, T0=seqs.T, T1=t1, alpha=alpha)
     else:
         effect = est.effect(seqs.X, T0=seqs.T, T1=t1)

@@ -29,7 +29,7 @@ def run_paper(
     est.fit(data.Y[tr], data.T0[tr], X=X[tr])
     truth = data.true_effect[te]
     interval = None
-    if est.tags.get("intervals"):
+    if est.gives_intervals():
         effect, lower, upper = est.effect_with_interval(X[te], T0=data.T0[te], T1=data.T1[te])
         interval = (lower, upper)
     else:
