@@ -232,6 +232,8 @@ def test_ensemble_gives_member_spread(panel) -> None:
     assert lo.shape == T.shape and np.all(lo <= hi) and np.any(lo < hi)
     single = kgcm.make_estimator("cf-rnn", seed=0, **fast_params("cf-rnn"))
     single.fit(panel["Y"], panel["T"], X=panel["X"])
+    # the class tag says point effects; the fitted ensemble says otherwise
+    assert est.gives_intervals() and not single.gives_intervals()
     with pytest.raises(NotImplementedError, match="point effects only"):
         single.effect_interval(X, T0=T, T1=T + 1)
 

@@ -399,10 +399,10 @@ def run_benchmark(
     for s in config.seeds:
         for d in config.datasets:
             for e in config.estimators:
-                stored = _stored_spec(_cell_path(out_dir, d.name, e.key, s))
-                if stored != cell_spec(d, e, config.tau, config.alpha):
+                path = _cell_path(out_dir, d.name, e.key, s)
+                if _stored_spec(path) != cell_spec(d, e, config.tau, config.alpha):
                     todo.append((d, e, s))
-                    stale += _cell_path(out_dir, d.name, e.key, s).exists()
+                    stale += path.exists()
     log(
         f"{len(cells)} runs ({len(config.datasets)} datasets x {len(config.estimators)} "
         f"estimators x {len(config.seeds)} seeds); {len(cells) - len(todo)} done already, "
