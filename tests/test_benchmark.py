@@ -197,11 +197,27 @@ def test_config_errors() -> None:
         )
 
 
-@pytest.mark.parametrize("name", ["benchmark-arctic", "benchmark-paper", "benchmark-ihdp"])
+@pytest.mark.parametrize(
+    "name",
+    ["benchmark-arctic", "benchmark-arctic-replication", "benchmark-paper", "benchmark-ihdp"],
+)
 def test_shipped_configs_load(name) -> None:
     cfg = load_config(bm.BenchmarkConfig, ROOT / "configs" / f"{name}.toml")
     assert len(cfg.seeds) >= 5
     assert cfg.reference in {e.key for e in cfg.estimators}
+
+
+def test_replication_config_differs_from_the_main_one_only_in_seeds() -> None:
+    main = load_config(bm.BenchmarkConfig, ROOT / "configs" / "benchmark-arctic.toml")
+    rep = load_config(bm.BenchmarkConfig, ROOT / "configs" / "benchmark-arctic-replication.toml")
+    assert not set(main.seeds) & set(rep.seeds)
+    assert (rep.reference, rep.tau, rep.alpha) == (main.reference, main.tau, main.alpha)
+    datasets = {d.name: d for d in main.datasets}
+    estimators = {e.key: e for e in main.estimators}
+    for d in rep.datasets:
+        assert d == datasets[d.name]
+    for e in rep.estimators:
+        assert e == estimators[e.key]
 
 
 def test_shipped_ablation_config_loads() -> None:
