@@ -31,15 +31,31 @@ def test_barents_kara_chain(tmp_path) -> None:
     res = runner.invoke(app, ["fit", "-c", str(EXAMPLE / "fit.toml"), "-o", str(run), *fast])
     assert res.exit_code == 0, res.output
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["n_train_units"] + metrics["n_test_units"] == 14610 // 30
-    res = runner.invoke(app, ["effect", str(run), "--shift", "10"])
+    # 30-day windows every 5 days; the first has no day before it; training windows end
+    # before the held-out period (the latest 20% of window starts)
+    n_units = (14610 - 30) // 5 + 1 - 1
+    assert metrics["n_test_units"] == round(0.2 * (n_units + 1))
+    assert metrics["n_train_units"] == n_units - metrics["n_test_units"] - 5
+    assert set(metrics["references"]) >= {"climatology_recent", "climatology_full",
+                                          "persistence", "linear"}  # fmt: skip
+    assert "held-out factual RMSE" in res.output
+    assert ("does not beat" in res.output) == bool(metrics["not_beaten"])
+    assert (run / "fit_references.png").stat().st_size > 0
+    res = runner.invoke(app, ["effect", str(run), "--shift", "-400"])
     assert res.exit_code == 0, res.output
     eff = xr.open_dataset(run / "effects.nc")
     assert eff["effect"].dims == ("time",)
     assert eff["effect"].attrs["units"] == "km2"
     assert {"effect_lower", "effect_upper", "sea_ice_extent_counterfactual"} <= set(eff.data_vars)
+    for name in ("sea_ice_extent_counterfactual",):
+        assert float(eff[name].min()) >= 0.0  # extent stays physical under any shift
+    assert float((eff["sea_ice_extent"] + eff["effect_lower"]).min()) >= 0.0
     summary = json.loads((run / "effects.json").read_text())
-    assert summary["scenario"] == "T1 = T0 + 10"
+    assert summary["scenario"] == "T1 = T0 + -400"
+    assert summary["expected_sign"] == "negative"
+    assert set(summary["seasons"]) == {"DJF", "MAM", "JJA", "SON"}
+    for figure in ("climatology", "seasons", "year"):
+        assert (run / f"effects_{figure}.png").stat().st_size > 0
 
 
 def test_fit_refuses_cell_split_on_a_series(tmp_path) -> None:

@@ -85,3 +85,36 @@ def test_errors(ds) -> None:
         to_sequences(holes)
     kept = to_sequences(holes, drop_incomplete=True)
     assert kept.n_units == 22 and not ((kept.cells == [0, 0]).all(axis=1)).any()
+
+
+def test_pre_window_state_is_the_day_before(ds) -> None:
+    s = to_sequences(ds, window=20, stride=10, before=True, drop_incomplete=True)
+    assert s.starts.min() == 10  # windows starting on day 0 have no day before
+    i = 5
+    cell = tuple(s.cells[i])
+    expected = ds["sithick"].transpose("time", "y", "x").values[(s.starts[i] - 1, *cell)]
+    assert s.Y_before[i] == pytest.approx(float(expected))
+    assert s.subset(np.array([i])).Y_before[0] == s.Y_before[i]
+
+
+def test_to_grid_averages_overlapping_windows_after_the_burn_in(ds) -> None:
+    s = to_sequences(ds, window=20, stride=5)
+    position = np.broadcast_to(np.arange(20.0), s.Y.shape)
+    last = s.to_grid(position, "p").isel(y=0, x=0).values
+    mean = s.to_grid(position, "p", combine="mean").isel(y=0, x=0).values
+    late = s.to_grid(position, "p", combine="mean", min_position=10).isel(y=0, x=0).values
+    # day 22 sits at positions 17, 12, 7, 2 of the windows starting on days 5, 10, 15, 20
+    assert last[22] == 2.0
+    assert mean[22] == pytest.approx((17 + 12 + 7 + 2) / 4)
+    assert late[22] == pytest.approx((17 + 12) / 2)
+    assert np.isnan(late[:10]).all() and np.isfinite(late[10:65]).all()
+    with pytest.raises(InputError, match="min_position must be in"):
+        s.to_grid(position, "p", combine="mean", min_position=20)
+
+
+def test_time_split_keeps_training_windows_out_of_the_held_out_period(ds) -> None:
+    s = to_sequences(ds, window=20, stride=5)
+    train, test = split_units(s, test_fraction=0.3, seed=0, by="time")
+    first_test = s.starts[test].min()
+    assert (s.starts[train] + 20 <= first_test).all()
+    assert not np.intersect1d(train, test).size

@@ -51,14 +51,25 @@ class EstimatorConfig:
 
 @dataclass(frozen=True)
 class ScenarioConfig:
-    """The counterfactual path: ``scale`` (T1 = value·T0) or ``shift`` (T1 = T0 + value)."""
+    """The counterfactual path: ``scale`` (T1 = value·T0) or ``shift`` (T1 = T0 + value).
+
+    ``expected_sign`` (``"positive"``, ``"negative"`` or ``""``): the sign the user expects of
+    the effect; ``kgcm effect`` flags seasons whose mean effect has the other sign (a check to
+    show, not a constraint on the model).
+    """
 
     kind: str = "scale"
     value: float = 1.5
+    expected_sign: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in ("scale", "shift"):
             raise ConfigError(f"scenario.kind must be 'scale' or 'shift'; got {self.kind!r}.")
+        if self.expected_sign not in ("", "positive", "negative"):
+            raise ConfigError(
+                f"scenario.expected_sign must be 'positive', 'negative' or '' (no expectation); "
+                f"got {self.expected_sign!r}."
+            )
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,8 @@ class SequenceSet:
     starts : ndarray (n_units,) of int: index of the unit's first step on the time axis
     template : xarray.DataArray
         A coordinate-only template (time, ...space) for mapping results back.
+    Y_before : ndarray (n_units,) or None
+        The outcome at the step before each window (the pre-window state), when asked for.
     """
 
     Y: np.ndarray
@@ -53,6 +55,7 @@ class SequenceSet:
     cells: np.ndarray
     starts: np.ndarray
     template: xr.DataArray
+    Y_before: np.ndarray | None = None
 
     @property
     def n_units(self) -> int:
@@ -95,21 +98,61 @@ class SequenceSet:
             X=self.X[index],
             cells=self.cells[index],
             starts=self.starts[index],
+            Y_before=None if self.Y_before is None else self.Y_before[index],
         )
 
     def step_index(self) -> np.ndarray:
         """Time index of every (unit, step): (n_units, window)."""
         return self.starts[:, None] + np.arange(self.window)[None, :]
 
-    def to_grid(self, values: np.ndarray, name: str, attrs: dict | None = None) -> xr.DataArray:
-        """Put per-unit values (n_units, window) back on (time, ...space); NaN elsewhere."""
+    def cell_index(self) -> np.ndarray:
+        """Flat index of every unit's cell on the spatial grid (n_units,); 0 for a series."""
+        if self.cells.shape[1] == 0:
+            return np.zeros(self.n_units, dtype=np.int64)
+        return np.ravel_multi_index(tuple(self.cells.T), self.template.shape[1:])
+
+    def to_grid(
+        self,
+        values: np.ndarray,
+        name: str,
+        attrs: dict | None = None,
+        *,
+        combine: str = "last",
+        min_position: int = 0,
+    ) -> xr.DataArray:
+        """Put per-unit values (n_units, window) back on (time, ...space); NaN elsewhere.
+
+        Where windows overlap (a stride below the window), ``combine="last"`` keeps the value
+        of the latest window and ``combine="mean"`` averages every window that covers the step
+        at a position ``>= min_position`` within it (so no step is taken from a window's first
+        ``min_position`` steps, where the window has seen little of its treatment path).
+        """
         values = np.asarray(values)
         if values.shape != self.Y.shape:
             raise InputError(f"values have shape {values.shape}; expected {self.Y.shape}.")
-        out = np.full(self.template.shape, np.nan)
+        if combine not in ("last", "mean"):
+            raise InputError(f"combine must be 'last' or 'mean'; got {combine!r}.")
+        if not 0 <= min_position < self.window:
+            raise InputError(f"min_position must be in [0, {self.window}); got {min_position!r}.")
         steps = self.step_index()
         index = (steps, *(self.cells[:, k][:, None] for k in range(self.cells.shape[1])))
-        out[index] = values
+        if combine == "last":
+            out = np.full(self.template.shape, np.nan)
+            out[index] = values
+        else:
+            keep = np.zeros(values.shape, dtype=bool)
+            keep[:, min_position:] = True
+            keep &= np.isfinite(values)
+            flat = np.ravel_multi_index(
+                tuple(np.broadcast_to(i, values.shape) for i in index), self.template.shape
+            )
+            sums = np.zeros(self.template.size)
+            counts = np.zeros(self.template.size)
+            np.add.at(sums, flat[keep], values[keep])
+            np.add.at(counts, flat[keep], 1.0)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+            out = out.reshape(self.template.shape)
         return self.template.copy(data=out).rename(name).assign_attrs(attrs or {})
 
 
@@ -134,6 +177,7 @@ def to_sequences(
     stride: int | None = None,
     time_dim: str = "time",
     drop_incomplete: bool = False,
+    before: bool = False,
 ) -> SequenceSet:
     """Cut a dataset into unit sequences.
 
@@ -146,6 +190,9 @@ def to_sequences(
     calendar : add ``doy_sin``/``doy_cos`` of the day of year (the season is observed).
     window : steps per unit; stride : steps between unit starts (default ``window``: no overlap).
     drop_incomplete : drop units with any NaN (e.g. land cells); otherwise NaN is an error.
+    before : also keep the outcome at the step before each window (``Y_before``, the
+        pre-window state); windows starting at the first step have none and count as
+        incomplete.
 
     Returns
     -------
@@ -208,7 +255,8 @@ def to_sequences(
         # (nt, n_cells) -> (n_cells * n_windows, window), cell-major
         return a[steps].transpose(2, 0, 1).reshape(n_cells * len(starts_1d), window)
 
-    Y = cut(field(outcome))
+    outcome_values = field(outcome)
+    Y = cut(outcome_values)
     T = cut(field(treatment))
     X = (
         np.stack([cut(c) for c in columns], axis=-1)
@@ -222,7 +270,14 @@ def to_sequences(
         else np.zeros((len(cell_flat), 0), dtype=np.int64)
     )
     starts = np.tile(starts_1d, n_cells)
+    y_before = None
+    if before:
+        y_before = np.full(len(starts), np.nan)
+        later = starts > 0
+        y_before[later] = outcome_values[starts[later] - 1, cell_flat[later]]
     complete = np.isfinite(Y).all(1) & np.isfinite(T).all(1) & np.isfinite(X).all((1, 2))
+    if y_before is not None:
+        complete &= np.isfinite(y_before)
     if not complete.all():
         n_bad = int((~complete).sum())
         if not drop_incomplete:
@@ -238,7 +293,14 @@ def to_sequences(
         coords={k: v for k, v in reference.coords.items() if set(v.dims) <= set(order)},
     )
     seqs = SequenceSet(
-        Y=Y, T=T, X=X, feature_names=tuple(names), cells=cells, starts=starts, template=template
+        Y=Y,
+        T=T,
+        X=X,
+        feature_names=tuple(names),
+        cells=cells,
+        starts=starts,
+        template=template,
+        Y_before=y_before,
     )
     return seqs if complete.all() else seqs.subset(np.flatnonzero(complete))
 
@@ -251,7 +313,8 @@ def split_units(
     ``by="cell"`` holds out whole cells (all their windows: effects on unseen places);
     ``by="unit"`` holds out windows independently (the paper's split by window);
     ``by="time"`` holds out the latest windows (every cell's last ``test_fraction`` of window
-    starts: effects in an unseen future period; ``seed`` is not used).
+    starts: effects in an unseen future period; ``seed`` is not used); with overlapping windows,
+    training windows that reach into the held-out period are left out of both sides.
     """
     if not 0.0 < test_fraction < 1.0:
         raise InputError(f"test_fraction must be in (0, 1); got {test_fraction!r}.")
@@ -280,7 +343,17 @@ def split_units(
             raise InputError(
                 f"only {len(starts)} window starts: too few to hold {test_fraction:.0%} out."
             )
-        is_test = seqs.starts >= starts[-n_test]
+        first_test = starts[-n_test]
+        is_test = seqs.starts >= first_test
+        # overlapping windows (stride < window): a training window must end before the first
+        # held-out step, or the held-out period would be partly trained on
+        is_train = seqs.starts + seqs.window <= first_test
+        if not is_train.any():
+            raise InputError(
+                f"no training window ends before the held-out period (window {seqs.window}); "
+                f"hold out less or use a shorter window."
+            )
+        return np.flatnonzero(is_train), np.flatnonzero(is_test)
     else:
         raise InputError(f"by must be 'cell', 'unit' or 'time'; got {by!r}.")
     return np.flatnonzero(~is_test), np.flatnonzero(is_test)

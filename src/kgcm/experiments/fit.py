@@ -20,16 +20,20 @@ import os
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 from kgcm._io import atomic_path, atomic_write_bytes, atomic_write_text
+from kgcm.bounds import physical_bounds
 from kgcm.config import EstimatorConfig, ScenarioConfig, dump_toml, from_dict, read_mapping
 from kgcm.errors import ConfigError, DataError
+from kgcm.experiments.outcome import OutcomeDesign, design_outcome
+from kgcm.references import ReferenceScore
 from kgcm.sequences import SequenceSet, split_units, to_sequences
 
 __all__ = ["FitConfig", "run_effect", "run_fit"]
@@ -52,11 +56,24 @@ class FitConfig:
     covariates : time-varying covariates (the treatment must not be among them).
     static : covariates without time (e.g. ``lat``); empty for a series.
     calendar : add the day of year (sin, cos) as covariates.
-    window, stride : steps per unit and between unit starts (stride 0: ``window``).
+    window, stride : steps per unit and between unit starts (stride 0: ``window``). With a
+        stride below the window, windows overlap and ``kgcm effect`` averages them per step.
     split : ``"cell"`` (hold out whole cells), ``"unit"`` (windows at random) or ``"time"``
         (the latest windows).
     test_fraction : share held out.
     seed : seeds the split and the estimator.
+    prewindow_state : add the outcome on the day before each window as a covariate
+        (``<outcome>_before``): the earlier ice state, a confounder no treatment inside the
+        window moves.
+    climatology : ``"auto"`` (on unless ``split = "cell"``), ``"on"`` or ``"off"``: the
+        estimator learns the anomaly from the training steps' day-of-year climatology.
+    bounds : ``"auto"`` (the outcome's physical bounds: ``valid_min``/``valid_max`` on the
+        variable, else by its name, see ``kgcm.bounds``) or ``"none"``.
+    lower_bound, upper_bound : set or override a bound (e.g. extent <= the region's area).
+    effect_burn_in : when windows overlap, a step's effect averages the windows that cover it
+        at a position >= this (default ``window // 2``): no step's effect comes from a window
+        that has seen only a few days of the scenario.
+    reference_years : years of the recent-climatology reference (the latest training years).
     estimator : name and parameters (library defaults unless set).
     scenario : the default treatment scenario of ``kgcm effect``.
     alpha : interval level ``1 − alpha``.
@@ -73,6 +90,13 @@ class FitConfig:
     split: str = "cell"
     test_fraction: float = 0.2
     seed: int = 0
+    prewindow_state: bool = True
+    climatology: str = "auto"
+    bounds: str = "auto"
+    lower_bound: float | None = None
+    upper_bound: float | None = None
+    effect_burn_in: int | None = None
+    reference_years: int = 10
     estimator: EstimatorConfig = field(default_factory=_library_defaults)
     scenario: ScenarioConfig = field(default_factory=ScenarioConfig)
     alpha: float = 0.05
@@ -88,12 +112,47 @@ class FitConfig:
             raise ConfigError(f"test_fraction must be in (0, 1); got {self.test_fraction!r}.")
         if not 0 < self.alpha < 1:
             raise ConfigError(f"alpha must be in (0, 1); got {self.alpha!r}.")
+        if self.climatology not in ("auto", "on", "off"):
+            raise ConfigError(
+                f"climatology must be 'auto', 'on' or 'off'; got {self.climatology!r}."
+            )
+        if self.bounds not in ("auto", "none"):
+            raise ConfigError(f"bounds must be 'auto' or 'none'; got {self.bounds!r}.")
+        burn_in = self.effect_burn_in
+        if burn_in is not None and not 0 <= burn_in < self.window:
+            raise ConfigError(
+                f"effect_burn_in must be in [0, window) = [0, {self.window}); got {burn_in!r}."
+            )
+        if self.reference_years < 1:
+            raise ConfigError(f"reference_years must be >= 1; got {self.reference_years!r}.")
+
+    @property
+    def uses_climatology(self) -> bool:
+        return self.climatology == "on" or (self.climatology == "auto" and self.split != "cell")
+
+    @property
+    def burn_in(self) -> int:
+        return self.window // 2 if self.effect_burn_in is None else self.effect_burn_in
 
 
 @dataclass(frozen=True)
 class FitResult:
     out_dir: Path
-    metrics: dict[str, float]
+    metrics: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """Sequences, the split and the fitted outcome presentation of one run."""
+
+    seqs: SequenceSet
+    n_all: int
+    units: str
+    train_idx: np.ndarray
+    test_idx: np.ndarray
+    doy: np.ndarray
+    design: OutcomeDesign
+    outcome_values: np.ndarray  # (n_times, n_cells), raw
 
 
 def _data_path(config: FitConfig, base: Path | None) -> Path:
@@ -103,7 +162,13 @@ def _data_path(config: FitConfig, base: Path | None) -> Path:
     return p
 
 
-def _sequences(config: FitConfig, base: Path | None, log: Log) -> tuple[SequenceSet, int, str]:
+def _prepare(
+    config: FitConfig,
+    base: Path | None,
+    log: Log,
+    split: tuple[np.ndarray, np.ndarray] | None = None,
+) -> _Prepared:
+    """Open the store, cut sequences, split (or take the saved ``split``), fit the design."""
     from kgcm.prepare import open_prepared
 
     ds = open_prepared(_data_path(config, base))
@@ -117,10 +182,10 @@ def _sequences(config: FitConfig, base: Path | None, log: Log) -> tuple[Sequence
             "held out) or split = 'unit'."
         )
     needed = [config.outcome, config.treatment, *config.covariates]
-    ds = ds[[v for v in dict.fromkeys(needed) if v in ds.data_vars]]
+    ds = ds[[v for v in dict.fromkeys(needed) if v in ds.data_vars]].load()
     n_all = _count_units(ds, config)
     seqs = to_sequences(
-        ds.load(),
+        ds,
         outcome=config.outcome,
         treatment=config.treatment,
         covariates=config.covariates,
@@ -129,8 +194,43 @@ def _sequences(config: FitConfig, base: Path | None, log: Log) -> tuple[Sequence
         window=config.window,
         stride=config.stride or None,
         drop_incomplete=True,
+        before=config.prewindow_state,
     )
-    return seqs, n_all, str(ds[config.outcome].attrs.get("units", ""))
+    if split is None:
+        train_idx, test_idx = split_units(
+            seqs, test_fraction=config.test_fraction, seed=config.seed, by=config.split
+        )
+    else:
+        train_idx, test_idx = split
+    attrs = dict(ds[config.outcome].attrs)
+    lower, upper = (
+        physical_bounds(config.outcome, attrs) if config.bounds == "auto" else (None,) * 2
+    )
+    lower = config.lower_bound if config.lower_bound is not None else lower
+    upper = config.upper_bound if config.upper_bound is not None else upper
+    doy = ds["time"].dt.day_of_year.values.astype(np.int64)
+    design = design_outcome(
+        seqs,
+        train_idx,
+        doy,
+        outcome=config.outcome,
+        lower=lower,
+        upper=upper,
+        climatology=config.uses_climatology,
+        prewindow_state=config.prewindow_state,
+    )
+    n_times = ds.sizes["time"]
+    values = np.asarray(ds[config.outcome].transpose("time", ...).values, dtype=np.float64)
+    return _Prepared(
+        seqs=seqs,
+        n_all=n_all,
+        units=str(attrs.get("units", "")),
+        train_idx=train_idx,
+        test_idx=test_idx,
+        doy=doy,
+        design=design,
+        outcome_values=values.reshape(n_times, -1),
+    )
 
 
 def _count_units(ds: xr.Dataset, config: FitConfig) -> int:
@@ -147,61 +247,147 @@ def run_fit(
     base_dir: str | os.PathLike[str] | None = None,
     log: Log = print,
 ) -> FitResult:
-    """Fit the configured estimator on the prepared store and write the run folder."""
+    """Fit the configured estimator on the prepared store and write the run folder.
+
+    Beside the estimator's held-out factual RMSE, the references (``kgcm.references``) are
+    scored on the same held-out units and steps; the log says plainly which ones the estimator
+    does not beat.
+    """
     from kgcm.estimators import make_estimator
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     base = Path(base_dir) if base_dir is not None else None
     started = time.perf_counter()
-    seqs, n_all, _ = _sequences(config, base, log)
-    if seqs.n_units < n_all:
+    prep = _prepare(config, base, log)
+    seqs = prep.seqs
+    if seqs.n_units < prep.n_all:
         log(
-            f"dropped {n_all - seqs.n_units:,} of {n_all:,} units holding NaN (land, gaps, "
-            f"fill); {seqs.n_units:,} remain"
+            f"dropped {prep.n_all - seqs.n_units:,} of {prep.n_all:,} units holding NaN (land, "
+            f"gaps, fill, or no day before the window); {seqs.n_units:,} remain"
         )
-    train_idx, test_idx = split_units(
-        seqs, test_fraction=config.test_fraction, seed=config.seed, by=config.split
-    )
-    train, test = seqs.subset(train_idx), seqs.subset(test_idx)
+    train, test = seqs.subset(prep.train_idx), seqs.subset(prep.test_idx)
+    design = prep.design
+    X_train = design.covariates(train, prep.doy)
     est = make_estimator(config.estimator.name, seed=config.seed, **config.estimator.params)
     log(
         f"fitting {config.estimator.name} on {train.n_units:,} sequences of {seqs.window} steps "
-        f"({len(seqs.feature_names)} covariates: {', '.join(seqs.feature_names)}); "
-        f"{test.n_units:,} held out by {config.split}"
+        f"({X_train.sizes['feature']} covariates: {', '.join(map(str, X_train['feature'].values))}"
+        f"); {test.n_units:,} held out by {config.split}"
     )
-    est.fit(train.Y, train.T, X=train.X_xarray())
+    est.fit(design.target(train, prep.doy), train.T, X=X_train)
     fit_s = time.perf_counter() - started
-    pred = est.predict(test.X, test.T)
+    X_test = design.covariates(test, prep.doy)
+    pred = design.outcome_from(est.predict(X_test.values, test.T), test, prep.doy)
+    scores, forecasts = _reference_scores(config, prep, train, test, pred)
+    estimator_rmse = scores[0].rmse
     scale = float(np.std(test.Y)) or 1.0
-    metrics = {
-        "factual_rmse_test": float(np.sqrt(np.mean((pred - test.Y) ** 2))),
+    metrics: dict[str, Any] = {
+        "factual_rmse_test": estimator_rmse,
         "outcome_sd_test": scale,
+        "references": {
+            s.name: {"description": s.description, "rmse": s.rmse, "skill": s.skill} for s in scores
+        },
+        "not_beaten": [s.name for s in scores[1:] if s.rmse <= estimator_rmse],
+        "outcome_bounds": [design.transform.lower, design.transform.upper],
         "n_train_units": int(train.n_units),
         "n_test_units": int(test.n_units),
-        "n_dropped_units": int(n_all - seqs.n_units),
+        "n_dropped_units": int(prep.n_all - seqs.n_units),
         "fit_seconds": round(fit_s, 3),
     }
     est.save(out / "model.kgcm")
     import io
 
     buffer = io.BytesIO()
-    np.savez(buffer, train=train_idx, test=test_idx)
+    np.savez(buffer, train=prep.train_idx, test=prep.test_idx)
     atomic_write_bytes(out / "split.npz", buffer.getvalue())
     config_to_write = _with_absolute_data(config, base)
     atomic_write_text(out / "config.toml", dump_toml(config_to_write))
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    _fit_figure(out, config, prep.units, test, forecasts, scores)
     _write_run_json(out, config, {"fit": round(fit_s, 3)})
-    log(
-        f"factual RMSE on held-out units: {metrics['factual_rmse_test']:.4g} "
-        f"(outcome sd {scale:.4g}); wrote {out}"
-    )
+    _log_scores(log, config, scores, prep.units, scale)
+    log(f"wrote {out}")
     return FitResult(out_dir=out, metrics=metrics)
 
 
-def _with_absolute_data(config: FitConfig, base: Path | None) -> FitConfig:
-    from dataclasses import replace
+def _reference_scores(
+    config: FitConfig, prep: _Prepared, train: SequenceSet, test: SequenceSet, pred: np.ndarray
+) -> tuple[list[ReferenceScore], dict[str, np.ndarray]]:
+    """The estimator's held-out RMSE first, then each reference's on the same steps; and every
+    forecast (n_test, window) by name."""
+    from kgcm.experiments.outcome import fill_empty_cells, steps_used, unit_doy
+    from kgcm.references import climatology_table, linear_reference, lookup, rmse, skill
 
+    n_times = prep.outcome_values.shape[0]
+    used = steps_used(prep.seqs, prep.train_idx, n_times)
+    times = prep.seqs.template["time"].values
+    last = times[np.flatnonzero(used.any(axis=1))[-1]]
+    recent = times > last - np.timedelta64(int(config.reference_years * 365.25), "D")
+    doy_test = unit_doy(test, prep.doy)
+    cells = test.cell_index()
+    forecasts: list[tuple[str, str, np.ndarray]] = []
+    for name, mask, text in (
+        ("climatology_recent", used & recent[:, None],
+         f"day-of-year climatology of the latest {config.reference_years} training years"),
+        ("climatology_full", used, "day-of-year climatology of every training year"),
+    ):  # fmt: skip
+        table = fill_empty_cells(climatology_table(prep.outcome_values, prep.doy, mask))
+        forecasts.append((name, text, lookup(table, doy_test, cells)))
+    if test.Y_before is not None:
+        forecasts.append((
+            "persistence", "the last value before the window, held for the window",
+            np.broadcast_to(test.Y_before[:, None], test.Y.shape),
+        ))  # fmt: skip
+        recent_table = fill_empty_cells(
+            climatology_table(prep.outcome_values, prep.doy, used & recent[:, None])
+        )
+        before_doy = prep.doy[test.starts - 1]
+        anomaly = test.Y_before - recent_table[before_doy - 1, cells]
+        forecasts.append((
+            "persistence_anomaly",
+            "recent climatology plus the anomaly of the day before the window, held",
+            forecasts[0][2] + anomaly[:, None],
+        ))  # fmt: skip
+    X_lin = [train.X, test.X]
+    if train.Y_before is not None and test.Y_before is not None:
+        X_lin = [np.concatenate([s.X, np.broadcast_to(s.Y_before[:, None, None],
+                 (*s.Y.shape, 1))], axis=-1) for s in (train, test)]  # fmt: skip
+    forecasts.append((
+        "linear", "ridge regression on the same covariates (and pre-window state) and treatment",
+        linear_reference(X_lin[0], train.T, train.Y, X_lin[1], test.T),
+    ))  # fmt: skip
+    clim_rmse = rmse(forecasts[0][2], test.Y)
+    out = [ReferenceScore(config.estimator.name, "the fitted estimator", rmse(pred, test.Y),
+                          skill(rmse(pred, test.Y), clim_rmse))]  # fmt: skip
+    for name, text, forecast in forecasts:
+        score = rmse(forecast, test.Y)
+        out.append(
+            ReferenceScore(name, text, score, None if name == "climatology_recent"
+                           else skill(score, clim_rmse))
+        )  # fmt: skip
+    return out, {config.estimator.name: pred, **{n: f for n, _, f in forecasts}}
+
+
+def _log_scores(
+    log: Log, config: FitConfig, scores: list[ReferenceScore], units: str, scale: float
+) -> None:
+    unit = f" {units}" if units else ""
+    log(f"held-out factual RMSE (outcome sd {scale:.4g}{unit}); skill vs recent climatology:")
+    for s in scores:
+        sk = "" if s.skill is None else f"  skill {s.skill:+.3f}"
+        log(f"  {s.name:<22} {s.rmse:.4g}{unit}{sk}")
+    beaten_by = [s.name for s in scores[1:] if s.rmse <= scores[0].rmse]
+    if beaten_by:
+        log(
+            f"WARNING: {config.estimator.name} does not beat {', '.join(beaten_by)} on the "
+            f"held-out factual outcome; its counterfactuals deserve no more trust than that."
+        )
+    else:
+        log(f"{config.estimator.name} beats every reference on the held-out factual outcome.")
+
+
+def _with_absolute_data(config: FitConfig, base: Path | None) -> FitConfig:
     return replace(config, data=str(_data_path(config, base).resolve()))
 
 
@@ -234,113 +420,217 @@ def run_effect(
     units: str = "all",
     out: str | os.PathLike[str] | None = None,
     alpha: float | None = None,
+    year: int | None = None,
     log: Log = print,
 ) -> dict[str, Any]:
-    """Effects of a treatment scenario for a fitted run; writes ``effects.nc`` and a summary.
+    """Effects of a treatment scenario for a fitted run; writes ``effects.nc``, a summary
+    (``effects.json``) and figures.
 
-    ``units``: ``"all"`` or ``"test"`` (held-out units only).
+    ``units``: ``"all"`` or ``"test"`` (held-out units only). Where windows overlap, each
+    step's effect averages the windows covering it at a position >= ``effect_burn_in``; the
+    counterfactual outcome is the factual one moved by that effect in the outcome's unbounded
+    coordinate (``kgcm.bounds``), so it stays within the physical bounds. ``year``: the year
+    drawn in detail (default: the latest year with a full set of estimates).
     """
     from kgcm.estimators import load
 
     run = Path(run_dir)
     config = load_run_config(run)
-    scenario = scenario or config.scenario
+    if scenario is None:
+        scenario = config.scenario
+    elif not scenario.expected_sign:
+        scenario = replace(scenario, expected_sign=config.scenario.expected_sign)
     alpha = config.alpha if alpha is None else alpha
+    if not 0 < alpha < 1:
+        raise ConfigError(f"alpha must be in (0, 1), e.g. 0.05 for 95% intervals; got {alpha!r}.")
     if units not in ("all", "test"):
         raise ConfigError(f"units must be 'all' or 'test'; got {units!r}.")
     est = load(run / "model.kgcm")
-    seqs, _, outcome_units = _sequences(config, None, log)
     split = np.load(run / "split.npz")
+    prep = _prepare(config, None, log, split=(split["train"], split["test"]))
+    seqs = prep.seqs
     is_test = np.zeros(seqs.n_units, dtype=bool)
-    is_test[split["test"]] = True
+    is_test[prep.test_idx] = True
     if units == "test":
-        seqs = seqs.subset(split["test"])
-        is_test = is_test[split["test"]]
+        seqs, is_test = seqs.subset(prep.test_idx), is_test[prep.test_idx]
     t1 = seqs.T * scenario.value if scenario.kind == "scale" else seqs.T + scenario.value
     describe = (
         f"T1 = {scenario.value:g} x T0"
         if scenario.kind == "scale"
-        else (f"T1 = T0 + {scenario.value:g}")
+        else f"T1 = T0 + {scenario.value:g}"
     )
     log(f"effects of {describe} on {seqs.n_units:,} units")
+    X = prep.design.covariates(seqs, prep.doy).values
     if est.gives_intervals():
-        effect, lower, upper = est.effect_with_interval(seqs.X, T0=seqs.T, T1=t1, alpha=alpha)
+        delta, lower, upper = est.effect_with_interval(X, T0=seqs.T, T1=t1, alpha=alpha)
     else:
-        effect = est.effect(seqs.X, T0=seqs.T, T1=t1)
-        lower = upper = None
+        delta, lower, upper = est.effect(X, T0=seqs.T, T1=t1), None, None
+    overlap = 0 < config.stride < config.window
+    combined = _combine(seqs, prep.design, delta, lower, upper, config.burn_in if overlap else 0)
     out_path = Path(out) if out is not None else run / "effects.nc"
-    ds = _effects_dataset(seqs, config, effect, lower, upper, t1, is_test, alpha, describe)
-    if outcome_units:
+    ds = _effects_dataset(seqs, config, combined, t1, is_test, alpha, describe)
+    if prep.units:
         for name in ("effect", "effect_lower", "effect_upper", config.outcome,
                      f"{config.outcome}_counterfactual"):  # fmt: skip
             if name in ds:
-                ds[name].attrs["units"] = outcome_units
+                ds[name].attrs["units"] = prep.units
     with atomic_path(out_path) as tmp:
         ds.to_netcdf(tmp)
-    summary = {
+    summary = _effect_summary(ds, config, scenario, describe, units, seqs.n_units, out_path, alpha)
+    atomic_write_text(out_path.with_suffix(".json"), json.dumps(summary, indent=2) + "\n")
+    _figures(ds, out_path, config, summary, year)
+    _log_effect(log, summary, config.outcome, prep.units)
+    log(f"wrote {out_path}")
+    return summary
+
+
+def _combine(
+    seqs: SequenceSet,
+    design: OutcomeDesign,
+    delta: np.ndarray,
+    lower: np.ndarray | None,
+    upper: np.ndarray | None,
+    min_position: int,
+) -> dict[str, np.ndarray]:
+    """Per-unit effects in the estimator's coordinate → per-step outcomes on the grid."""
+
+    def grid(values: np.ndarray, position: int = min_position) -> np.ndarray:
+        return seqs.to_grid(values, "v", combine="mean", min_position=position).values
+
+    factual = grid(seqs.Y, 0)
+    out = {"factual": factual}
+    for name, d in (("effect", delta), ("effect_lower", lower), ("effect_upper", upper)):
+        if d is not None:
+            moved = design.transform.counterfactual(factual, grid(d))
+            out[name] = moved - factual
+    return out
+
+
+def _effect_summary(
+    ds: xr.Dataset,
+    config: FitConfig,
+    scenario: ScenarioConfig,
+    describe: str,
+    units: str,
+    n_units: int,
+    out_path: Path,
+    alpha: float,
+) -> dict[str, Any]:
+    from kgcm.experiments.effect_summary import noise_and_signal, seasonal_means, sign_flags
+
+    space = [d for d in ds["effect"].dims if d != "time"]
+    series = {k: ds[k].mean(space).values if space else ds[k].values
+              for k in ("effect", "effect_lower", "effect_upper") if k in ds}  # fmt: skip
+    time_values = ds["time"].values
+    effect = series["effect"]
+    held = ds["heldout"].values == 1.0
+    seasons = seasonal_means(
+        time_values, effect, series.get("effect_lower"), series.get("effect_upper")
+    )
+    summary: dict[str, Any] = {
         "scenario": describe,
         "units": units,
-        "n_units": int(seqs.n_units),
-        "mean_effect": float(effect.mean()),
-        "mean_effect_test": float(effect[is_test].mean()) if is_test.any() else None,
+        "n_units": int(n_units),
+        "n_steps_with_effect": int(np.isfinite(ds["effect"].values).sum()),
+        "mean_effect": _finite_mean(ds["effect"].values),
+        "mean_effect_test": _finite_mean(ds["effect"].values[held]),
         "outcome": config.outcome,
+        "seasons": seasons,
+        "smoothness": noise_and_signal(time_values, effect),
+        "expected_sign": scenario.expected_sign or None,
+        "sign_disagrees_in": sign_flags(seasons, scenario.expected_sign),
         "effects_file": str(out_path),
     }
-    if lower is not None:
+    if "effect_lower" in ds:
         summary.update(
-            mean_lower=float(lower.mean()),
-            mean_upper=float(upper.mean()),
+            mean_lower=_finite_mean(ds["effect_lower"].values),
+            mean_upper=_finite_mean(ds["effect_upper"].values),
             interval_level=1 - alpha,
-            share_of_steps_interval_excludes_zero=float(((lower > 0) | (upper < 0)).mean()),
+            interval_coverage=(
+                "not known on real data (no ground truth); coverage on the simulators is in "
+                "docs/benchmarks.md"
+            ),
         )
-    atomic_write_text(out_path.with_suffix(".json"), json.dumps(summary, indent=2) + "\n")
-    _figures(ds, out_path, config)
-    log(f"mean effect on {config.outcome}: {summary['mean_effect']:.4g}; wrote {out_path}")
     return summary
+
+
+def _finite_mean(values: np.ndarray) -> float | None:
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if finite.size else None
+
+
+def _log_effect(log: Log, summary: dict[str, Any], outcome: str, units: str) -> None:
+    unit = f" {units}" if units else ""
+    log(f"mean effect on {outcome}: {summary['mean_effect']:.4g}{unit}")
+    for name, entry in summary["seasons"].items():
+        if entry["mean_effect"] is None:
+            continue
+        band = (
+            f" [{entry['mean_lower']:.4g}, {entry['mean_upper']:.4g}]"
+            if "mean_lower" in entry
+            else ""
+        )
+        log(f"  {name}: {entry['mean_effect']:.4g}{band}{unit} ({entry['n_days']} days)")
+    smooth = summary["smoothness"]
+    if smooth["day_to_day_sd"] is not None:
+        log(
+            f"day-to-day noise of the effect (sd) {smooth['day_to_day_sd']:.3g}{unit} against a "
+            f"seasonal signal (sd of its day-of-year cycle) of {smooth['seasonal_signal_sd']:.3g}"
+            f"{unit}"
+        )
+    if summary["sign_disagrees_in"]:
+        log(
+            f"FLAG: the mean effect is not {summary['expected_sign']} in "
+            f"{', '.join(summary['sign_disagrees_in'])} (expected_sign = "
+            f"{summary['expected_sign']!r}): a check to look into, not a constraint."
+        )
 
 
 def _effects_dataset(
     seqs: SequenceSet,
     config: FitConfig,
-    effect: np.ndarray,
-    lower: np.ndarray | None,
-    upper: np.ndarray | None,
+    combined: dict[str, np.ndarray],
     t1: np.ndarray,
     is_test: np.ndarray,
     alpha: float,
     describe: str,
 ) -> xr.Dataset:
-    units_attr = {"outcome": config.outcome}
+    template = seqs.template
+    factual = combined["factual"]
+
+    def on_grid(values: np.ndarray, name: str, long_name: str) -> xr.DataArray:
+        return template.copy(data=values).rename(name).assign_attrs(long_name=long_name)
+
     pieces = {
-        "effect": seqs.to_grid(
-            effect,
-            "effect",
-            {"long_name": f"effect on {config.outcome}: Y(T1) - Y(T0)", **units_attr},
+        "effect": on_grid(
+            combined["effect"], "effect", f"effect on {config.outcome}: Y(T1) - Y(T0)"
         ),
-        config.outcome: seqs.to_grid(seqs.Y, config.outcome, {"long_name": "factual outcome"}),
-        f"{config.outcome}_counterfactual": seqs.to_grid(
-            seqs.Y + effect,
+        config.outcome: on_grid(factual, config.outcome, "factual outcome"),
+        f"{config.outcome}_counterfactual": on_grid(
+            factual + combined["effect"],
             f"{config.outcome}_counterfactual",
-            {"long_name": f"estimated outcome under the scenario ({describe})"},
+            f"estimated outcome under the scenario ({describe})",
         ),
         "treatment": seqs.to_grid(seqs.T, "treatment", {"long_name": "factual treatment T0"}),
         "treatment_scenario": seqs.to_grid(
             t1, "treatment_scenario", {"long_name": f"scenario treatment ({describe})"}
         ),
         "heldout": seqs.to_grid(
-            np.broadcast_to(is_test[:, None], effect.shape).astype(float),
+            np.broadcast_to(is_test[:, None], seqs.Y.shape).astype(float),
             "heldout",
-            {"long_name": "1 where the unit was held out of training"},
+            {"long_name": "share of the windows covering the step that were held out of training"},
+            combine="mean",
         ),
     }
-    if lower is not None and upper is not None:
+    if "effect_lower" in combined:
         level = f"{1 - alpha:.0%}"
-        pieces["effect_lower"] = seqs.to_grid(
-            lower, "effect_lower", {"long_name": f"lower end of the {level} interval"}
+        pieces["effect_lower"] = on_grid(
+            combined["effect_lower"], "effect_lower", f"lower end of the {level} interval"
         )
-        pieces["effect_upper"] = seqs.to_grid(
-            upper, "effect_upper", {"long_name": f"upper end of the {level} interval"}
+        pieces["effect_upper"] = on_grid(
+            combined["effect_upper"], "effect_upper", f"upper end of the {level} interval"
         )
+    pieces["effect"].attrs["outcome"] = config.outcome
     ds = xr.Dataset(pieces)
     ds.attrs.update(
         title="kgcm effect estimates",
@@ -353,36 +643,99 @@ def _effects_dataset(
     return ds
 
 
-def _figures(ds: xr.Dataset, out_path: Path, config: FitConfig) -> None:
+def _fit_figure(
+    out: Path,
+    config: FitConfig,
+    units: str,
+    test: SequenceSet,
+    forecasts: dict[str, np.ndarray],
+    scores: list[ReferenceScore],
+) -> None:
+    """The held-out factual fit beside the references: RMSE bars and the latest held-out year."""
+    from kgcm import plots
+
+    space = test.template.ndim > 1
+
+    def series(values: np.ndarray) -> np.ndarray:
+        g = test.to_grid(np.asarray(values), "v", combine="mean")
+        return g.mean([d for d in g.dims if d != "time"]).values if space else g.values
+
+    plots.reference_fit(
+        test.template["time"].values,
+        series(test.Y),
+        {name: series(f) for name, f in forecasts.items()},
+        {s.name: s.rmse for s in scores},
+        out / "fit_references.png",
+        ylabel=config.outcome,
+        units=units,
+    )
+
+
+def _figures(
+    ds: xr.Dataset,
+    out_path: Path,
+    config: FitConfig,
+    summary: dict[str, Any],
+    year: int | None,
+) -> None:
     from kgcm import plots
 
     outcome = config.outcome
-    if "y" in ds.dims:
+    units = str(ds[outcome].attrs.get("units", ""))
+    stem = out_path.with_name(out_path.stem)
+    space = [d for d in ds["effect"].dims if d != "time"]
+    if space:
         plots.effect_map(
-            ds["effect"],
-            None,
-            out_path.with_name(out_path.stem + "_map.png"),
-            title=f"mean effect on {outcome}",
-            units="",
+            ds["effect"], None, f"{stem}_map.png", title=f"mean effect on {outcome}", units=units
         )
-        counts = ds["effect"].notnull().sum("time")
-        iy, ix = np.unravel_index(int(np.argmax(counts.values)), counts.shape)
-        cell = ds.isel(y=iy, x=ix)
-    else:
-        cell = ds
-    valid = np.isfinite(cell["effect"].values)
-    if not valid.any():
+        plots.seasonal_maps(ds["effect"], f"{stem}_seasons_map.png", units=units, title=(
+            f"seasonal mean effect on {outcome} ({summary['scenario']})"))  # fmt: skip
+    area = ds.mean(space) if space else ds
+    if not np.isfinite(area["effect"].values).any():
         return
-    lower = cell["effect_lower"].values if "effect_lower" in cell else cell["effect"].values
-    upper = cell["effect_upper"].values if "effect_upper" in cell else cell["effect"].values
-    plots.effect_timeseries(
-        cell["time"].values,
-        cell[outcome].values,
-        cell[f"{outcome}_counterfactual"].values,
-        cell[outcome].values + lower,
-        cell[outcome].values + upper,
-        out_path.with_name(out_path.stem + "_timeseries.png"),
-        title=f"{outcome}: factual and under the scenario",
-        units=str(ds[outcome].attrs.get("units", "")),
-        ylabel=outcome,
+    time_values = area["time"].values
+    effect = area["effect"].values
+    lower = area["effect_lower"].values if "effect_lower" in area else None
+    upper = area["effect_upper"].values if "effect_upper" in area else None
+    label = f"effect on {outcome}" + (" (area mean)" if space else "")
+    plots.effect_climatology(
+        time_values,
+        effect,
+        lower,
+        upper,
+        f"{stem}_climatology.png",
+        units=units,
+        title=f"{label} by day of year ({summary['scenario']})",
     )
+    plots.seasonal_effects(
+        time_values,
+        effect,
+        summary["seasons"],
+        f"{stem}_seasons.png",
+        units=units,
+        title=f"{label} by season ({summary['scenario']})",
+    )
+    chosen = _detail_year(time_values, effect, year)
+    days = area["time"].dt.year.values == chosen
+    factual = area[outcome].values[days]
+    lo = factual if lower is None else factual + lower[days]
+    hi = factual if upper is None else factual + upper[days]
+    plots.effect_timeseries(
+        time_values[days], factual, factual + effect[days], lo, hi, f"{stem}_year.png",
+        title=f"{outcome} in {chosen}: factual and under the scenario ({summary['scenario']})",
+        units=units, ylabel=outcome,
+    )  # fmt: skip
+
+
+def _detail_year(time_values: np.ndarray, effect: np.ndarray, year: int | None) -> int:
+    years = pd.DatetimeIndex(time_values).year.to_numpy()
+    counts = pd.Series(np.isfinite(effect)).groupby(years).sum()
+    if year is not None:
+        if year not in counts.index or counts[year] == 0:
+            have = counts.index[counts > 0]
+            raise ConfigError(
+                f"no effect estimates in {year}; years with estimates: {have.min()}-{have.max()}."
+            )
+        return int(year)
+    full = counts[counts >= 360]
+    return int(full.index.max() if len(full) else counts.idxmax())
