@@ -85,3 +85,13 @@ def test_errors(ds) -> None:
         to_sequences(holes)
     kept = to_sequences(holes, drop_incomplete=True)
     assert kept.n_units == 22 and not ((kept.cells == [0, 0]).all(axis=1)).any()
+
+
+def test_covariates_the_treatment_is_computed_from_are_refused(ds) -> None:
+    known = ds.copy()
+    known["treatment"] = ds["treatment"].assign_attrs(computed_from="uo vo zos")
+    with pytest.raises(InputError, match=r"covariates \['zos', 'uo'\] are fields the treatment"):
+        to_sequences(known, covariates=("zos", "uo"), window=30)
+    # confounders are fine; without the attribute nothing is known, so nothing is refused
+    assert to_sequences(known, covariates=(), window=30).X.shape[-1] == 3  # lat + calendar
+    assert to_sequences(ds, covariates=("zos",), window=30).feature_names[0] == "zos"
