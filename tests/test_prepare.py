@@ -5,12 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 
 from kgcm.config import from_dict
 from kgcm.errors import ConfigError, DataError
 from kgcm.prepare import PrepareConfig, area_mean, open_prepared, run_prepare
+from kgcm.readers import open_dataset as kgcm_open
 from kgcm.regrid import NearestRegridder, polar_stereographic_grid
 from kgcm.synthetic.products import truth, write_product
 from kgcm.treatments import speed, velocity_modulation
@@ -24,7 +26,20 @@ def products(tmp_path_factory) -> Path:
                   variables=("sithick", "siconc"))  # fmt: skip
     write_product("cmems-glorys12", root / "coarse", ny=10, nx=20, days=40, days_per_file=40,
                   variables=("zos", "uo", "vo"), packed=False)  # fmt: skip
+    # the atmosphere: hourly ERA5 as the new CDS delivers it (instant and accum files)
+    write_product("era5", root / "era5", layout="new", ny=13, nx=24, steps=40 * 24,
+                  steps_per_file=10 * 24)  # fmt: skip
     return root
+
+
+def _with_era5(root: Path, **extra) -> PrepareConfig:
+    sources = [
+        {"name": "ice", "paths": str(root / "fine" / "*.nc"), "product": "cmems-glorys12"},
+        {"name": "ocean", "paths": str(root / "coarse" / "*.nc")},
+        {"name": "atmosphere", "paths": str(root / "era5" / "*.nc"), "product": "era5",
+         "resample": "mean"},
+    ]  # fmt: skip
+    return _config(root, sources=sources, **extra)
 
 
 def _config(root: Path, **extra) -> PrepareConfig:
@@ -175,13 +190,93 @@ def _config_dict(cfg: PrepareConfig) -> dict:
     return to_dict(cfg)
 
 
-def test_fit_and_effect_on_the_store(products, tmp_path) -> None:
-    from kgcm.experiments.fit import FitConfig, run_effect, run_fit
+def test_ocean_products_with_era5_confounders(products, tmp_path) -> None:
+    """GLORYS ice and ocean plus hourly ERA5 on one grid, ERA5 as daily means."""
+    lines: list[str] = []
+    result = run_prepare(_with_era5(products, output=str(tmp_path / "a.zarr")),
+                         log=lines.append, progress=False)  # fmt: skip
+    ds = open_prepared(result.path)
+    atmosphere = {"tas", "uas", "vas", "psl", "rsds", "rlds"}
+    assert atmosphere | {"sithick", "zos", "uo", "vo", "treatment"} <= set(ds.data_vars)
+    assert dict(ds.sizes) == {"time": 40, "y": 16, "x": 32}
+    assert "source atmosphere: sub-daily -> daily by mean" in lines
+    assert ds["treatment"].attrs["computed_from"] == "uo vo zos"
+    assert ds["rlds"].attrs["units"] == "W m-2"
+    # each target cell holds the daily mean of the truth at its nearest ERA5 cell
+    era5 = kgcm_open(products / "era5" / "*.nc")
+    src_lat, src_lon = era5["lat"].values, era5["lon"].values
+    hourly = pd.date_range("2020-01-01", periods=40 * 24, freq="h")
+    true = truth(src_lat, src_lon, hourly)
+    regrid = NearestRegridder(src_lat, src_lon, ds["lat"].values, ds["lon"].values,
+                              radius_m=5e6)  # fmt: skip
+    for name, atol in (("tas", 1e-3), ("psl", 0.1), ("rsds", 1e-3), ("rlds", 1e-3)):
+        # (day, source cell); float32 sums of 24 values at 1e5 Pa round to a few 0.01 Pa
+        daily = true[name].reshape(40, 24, -1).mean(axis=1)
+        expected = daily[:, regrid.index].reshape(ds[name].shape)
+        np.testing.assert_allclose(ds[name].values, expected, atol=atol, err_msg=name)
+    # the daily cycle is averaged, not sampled at 00:00
+    at_midnight = true["tas"][::24].reshape(40, -1)[:, regrid.index].reshape(ds["tas"].shape)
+    assert np.abs(ds["tas"].values - at_midnight).max() > 1.0
+
+
+def test_partial_days_of_hourly_data_are_refused(products, tmp_path) -> None:
+    import shutil
+
+    cut = tmp_path / "era5-cut"
+    shutil.copytree(products / "era5", cut)
+    for f in sorted(cut.glob("*_2020013100_*.nc")):  # the last file: drop its last 5 hours
+        part = xr.open_dataset(f).load()
+        f.unlink()
+        part.isel(valid_time=slice(0, -5)).to_netcdf(f)
+    sources = [
+        {"name": "ocean", "paths": str(products / "coarse" / "*.nc")},
+        {"name": "atmosphere", "paths": str(cut / "*.nc"), "resample": "mean"},
+    ]  # fmt: skip
+    cfg = _config(products, output=str(tmp_path / "p.zarr"), sources=sources,
+                  grid={"kind": "source", "source": "ocean"})  # fmt: skip
+    message = r"1 of 40 days are not covered by every 1-hourly step \(first: \['2020-02-09'\]\)"
+    with pytest.raises(DataError, match=message + r".*narrow start/end"):
+        run_prepare(cfg, log=lambda m: None, progress=False)
+    ok = run_prepare(from_dict(PrepareConfig, {**_config_dict(cfg), "end": "2020-02-08"}),
+                     log=lambda m: None, progress=False)  # fmt: skip
+    assert ok.sizes["time"] == 39
+
+
+def test_hourly_source_needs_resample(products, tmp_path) -> None:
+    sources = [
+        {"name": "ocean", "paths": str(products / "coarse" / "*.nc")},
+        {"name": "atmosphere", "paths": str(products / "era5" / "*.nc")},
+    ]  # fmt: skip
+    cfg = _config(products, output=str(tmp_path / "n.zarr"), sources=sources,
+                  grid={"kind": "source", "source": "ocean"})  # fmt: skip
+    with pytest.raises(DataError, match=r"source atmosphere: its time step is sub-daily.*"
+                                        r"resample = 'mean'"):  # fmt: skip
+        run_prepare(cfg, log=lambda m: None, progress=False)
+
+
+def test_fit_refuses_the_treatments_own_fields(products, tmp_path) -> None:
+    from kgcm.errors import InputError
+    from kgcm.experiments.fit import FitConfig, run_fit
 
     store = run_prepare(_config(products, output=str(tmp_path / "s.zarr")), log=lambda m: None,
                         progress=False).path  # fmt: skip
+    cfg = from_dict(FitConfig, {"data": str(store), "window": 20,
+                                "covariates": ["siconc", "zos", "uo"]})  # fmt: skip
+    with pytest.raises(InputError, match=r"covariates \['zos', 'uo'\] are fields the treatment "
+                                         r"'treatment' is computed from \(.*'uo vo zos'\).*"
+                                         r"not identified.*ERA5 tas"):  # fmt: skip
+        run_fit(cfg, tmp_path / "run", log=lambda m: None)
+
+
+def test_fit_and_effect_on_the_store(products, tmp_path) -> None:
+    from kgcm.experiments.fit import FitConfig, run_effect, run_fit
+
+    store = run_prepare(_with_era5(products, output=str(tmp_path / "s.zarr")),
+                        log=lambda m: None, progress=False).path  # fmt: skip
+    # the default covariates are the ERA5 confounders
+    assert FitConfig().covariates == ("tas", "uas", "vas", "psl", "rlds")
     cfg = from_dict(FitConfig, {
-        "data": str(store), "window": 20,
+        "data": str(store), "window": 20, "covariates": ["tas", "uas", "vas", "psl", "rlds"],
         "estimator": {"name": "kgcm-vae", "params": {"hidden": 8, "latent_dim": 4,
                       "training": {"max_epochs": 2, "progress": False}}},
     })  # fmt: skip
@@ -288,3 +383,12 @@ def test_vectors_are_moved_in_3d_not_as_two_scalars() -> None:
                 np.abs(regrid(v, tgt).values[0] - v_t)[valid].max())  # fmt: skip
     assert good < 0.002  # only the tangent-plane projection of a nearby cell's vector
     assert naive > 10 * good
+
+
+def test_regridder_takes_0_to_360_longitudes() -> None:
+    """pyresample drops longitudes outside [-180, 180]; the regridder wraps them first."""
+    lat = np.full((1, 4), 60.0)
+    lon = np.array([[0.0, 90.0, 200.0, 300.0]])
+    regrid = NearestRegridder(lat, lon, lat, np.where(lon > 180.0, lon - 360.0, lon),
+                              radius_m=1e5)  # fmt: skip
+    np.testing.assert_array_equal(regrid.index, [0, 1, 2, 3])

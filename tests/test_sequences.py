@@ -118,3 +118,13 @@ def test_time_split_keeps_training_windows_out_of_the_held_out_period(ds) -> Non
     first_test = s.starts[test].min()
     assert (s.starts[train] + 20 <= first_test).all()
     assert not np.intersect1d(train, test).size
+
+
+def test_covariates_the_treatment_is_computed_from_are_refused(ds) -> None:
+    known = ds.copy()
+    known["treatment"] = ds["treatment"].assign_attrs(computed_from="uo vo zos")
+    with pytest.raises(InputError, match=r"covariates \['zos', 'uo'\] are fields the treatment"):
+        to_sequences(known, covariates=("zos", "uo"), window=30)
+    # confounders are fine; without the attribute nothing is known, so nothing is refused
+    assert to_sequences(known, covariates=(), window=30).X.shape[-1] == 3  # lat + calendar
+    assert to_sequences(ds, covariates=("zos",), window=30).feature_names[0] == "zos"

@@ -55,11 +55,12 @@ __all__ = [
     "area_mean",
     "build_treatment",
     "run_prepare",
+    "treatment_sources",
 ]
 
 RESAMPLE = ("none", "nearest", "linear", "mean")
 TIME_STEPS = ("daily", "monthly")
-_STEP_ORDER = {"daily": 0, "7-day": 1, "monthly": 2}
+_STEP_ORDER = {"sub-daily": -1, "daily": 0, "7-day": 1, "monthly": 2}
 _OPEN_FILES = 16
 #: rough size of one streamed block of output (float32), in bytes
 _BLOCK_BYTES = 256 * 2**20
@@ -297,7 +298,11 @@ def _open_source(
         if isinstance(options.get(key), str):
             options[key] = str(_resolve(base, options[key]))
     if config.start or config.end:
-        options["time"] = (config.start or None, config.end or None)
+        end: Any = config.end or None
+        if end is not None and pd.Timestamp(end) == pd.Timestamp(end).normalize():
+            # a date as end means the whole day: hourly sources keep its hours after 00:00
+            end = pd.Timestamp(end) + pd.Timedelta(days=1) - pd.Timedelta(nanoseconds=1)
+        options["time"] = (config.start or None, end)
     if source.variables:
         options["variables"] = list(source.variables)
     region = list(config.polygon) or list(config.region) or None
@@ -435,6 +440,8 @@ def _align_time(
             out[name] = ds.sel(time=target)
         elif how == "mean":
             rule = "MS" if step == "monthly" else "D"
+            if own == "sub-daily":
+                _check_whole_periods(name, ds, rule, target)
             res = ds.drop_vars("mask", errors="ignore").resample(time=rule).mean()
             if "mask" in ds:
                 res["mask"] = ds["mask"]
@@ -450,6 +457,29 @@ def _align_time(
         if how != "none" and own != step:
             log(f"source {name}: {own} -> {step} by {how}")
     return out
+
+
+def _check_whole_periods(name: str, ds: xr.Dataset, rule: str, target: pd.DatetimeIndex) -> None:
+    """Refuse target days (months) that a sub-daily source does not cover with every step.
+
+    A mean over the hours that happen to be there (a day cut by the download, a missing file)
+    would be biased by the daily cycle, so it is an error, not a silent partial mean."""
+    times = pd.DatetimeIndex(ds["time"].values)
+    hours = ds.attrs.get("time_interval_hours")
+    if not hours:
+        hours = float(pd.Series(times[1:] - times[:-1]).mode().iloc[0] / pd.Timedelta(hours=1))
+    counts = pd.Series(1, index=times).resample(rule).count().reindex(target, fill_value=0)
+    period_hours = 24.0 if rule == "D" else target.days_in_month.to_numpy() * 24.0
+    expected = np.round(period_hours / float(hours)).astype(int)
+    short = counts.index[counts.to_numpy() < expected]
+    if len(short):
+        what = "days" if rule == "D" else "months"
+        raise DataError(
+            f"source {name}: {len(short)} of {len(target)} {what} are not covered by every "
+            f"{hours:g}-hourly step (first: {[str(t.date()) for t in short[:5]]}), so their "
+            f"mean would be partial. Give the missing hours, or narrow start/end to whole "
+            f"{what}."
+        )
 
 
 def _time_axis(
@@ -550,6 +580,19 @@ def area_mean(ds: xr.Dataset) -> xr.Dataset:
     return series.drop_vars(["lat", "lon"], errors="ignore")
 
 
+def treatment_sources(spec: TreatmentSpec) -> tuple[str, ...]:
+    """The variables the treatment of ``spec`` is computed from (empty for ``kind = "none"``).
+
+    ``velocity-modulation``: the velocity pair and the SSH; ``column``/``moving-average``: the
+    column. Written into the treatment's ``computed_from`` attribute."""
+    if spec.kind == "velocity-modulation":
+        pair = ("uo", "vo") if spec.velocity == "ocean" else ("usi", "vsi")
+        return (*pair, spec.ssh)
+    if spec.kind in ("column", "moving-average"):
+        return (spec.column,)
+    return ()
+
+
 def build_treatment(ds: xr.Dataset, spec: TreatmentSpec) -> xr.DataArray:
     """The treatment variable from ``ds`` according to ``spec`` (lazy)."""
 
@@ -584,6 +627,8 @@ def build_treatment(ds: xr.Dataset, spec: TreatmentSpec) -> xr.DataArray:
     attrs = {
         f"kgcm_{k}": (json.dumps(v) if isinstance(v, str) else v) for k, v in to_dict(spec).items()
     }
+    # the fields the treatment is a function of: to_sequences refuses them as covariates
+    attrs["computed_from"] = " ".join(treatment_sources(spec))
     attrs["long_name"] = {
         "velocity-modulation": "knowledge-guided velocity modulation",
         "column": f"treatment: {spec.column}",

@@ -155,11 +155,17 @@ class NearestRegridder:
 
         self.source_shape = tuple(np.shape(source_lat))
         self.target_shape = tuple(np.shape(target_lat))
+
+        # pyresample takes longitudes in [-180, 180] only and silently drops the others as
+        # invalid: a 0..360 grid (ERA5, PIOMAS) would lose its western half
+        def wrap(lon: np.ndarray) -> np.ndarray:
+            return (np.asarray(lon, np.float64) + 180.0) % 360.0 - 180.0
+
         src = geometry.SwathDefinition(
-            lons=np.asarray(source_lon, np.float64), lats=np.asarray(source_lat, np.float64)
+            lons=wrap(source_lon), lats=np.asarray(source_lat, np.float64)
         )
         tgt = geometry.SwathDefinition(
-            lons=np.asarray(target_lon, np.float64), lats=np.asarray(target_lat, np.float64)
+            lons=wrap(target_lon), lats=np.asarray(target_lat, np.float64)
         )
         valid_in, valid_out, index, _ = kd_tree.get_neighbour_info(
             src, tgt, radius_of_influence=float(radius_m), neighbours=1

@@ -165,6 +165,27 @@ def _require(ds: xr.Dataset, names: Sequence[str], role: str) -> None:
             )
 
 
+def _refuse_treatment_sources(
+    ds: xr.Dataset, treatment: str, covariates: Sequence[str], static: Sequence[str]
+) -> None:
+    """Refuse covariates the treatment is computed from, when the dataset says which they are.
+
+    ``kgcm prepare`` writes them into the treatment's ``computed_from`` attribute. With them in
+    X the treatment is (nearly) a function of the covariates' history, so "change T, hold X
+    fixed" never occurs in the data and no effect is identified (``docs/pipeline.md``)."""
+    sources = str(ds[treatment].attrs.get("computed_from", "")).split()
+    overlap = [c for c in (*covariates, *static) if c in sources]
+    if overlap:
+        raise InputError(
+            f"covariates {overlap} are fields the treatment {treatment!r} is computed from "
+            f"(its computed_from attribute: {' '.join(sources)!r}). With them in X the treatment "
+            f"is a function of the covariates, so its effect is not identified. Use the "
+            f"treatment's confounders instead: the atmosphere (e.g. ERA5 tas, uas, vas, psl, "
+            f"rlds; see docs/pipeline.md), the pre-window ice state and geography (static "
+            f"lat), and drop {overlap} from covariates."
+        )
+
+
 def to_sequences(
     ds: xr.Dataset,
     *,
@@ -185,7 +206,9 @@ def to_sequences(
     ----------
     ds : Dataset with a time dimension (and any spatial dims).
     outcome, treatment : variable names on (time, ...space).
-    covariates : time-varying covariates on (time, ...space).
+    covariates : time-varying covariates on (time, ...space). Fields the treatment is computed
+        from (named by its ``computed_from`` attribute, which ``kgcm prepare`` writes) are
+        refused: with them in X the effect is not identified.
     static : covariates without time (e.g. ``lat``), repeated along the window.
     calendar : add ``doy_sin``/``doy_cos`` of the day of year (the season is observed).
     window : steps per unit; stride : steps between unit starts (default ``window``: no overlap).
@@ -215,6 +238,7 @@ def to_sequences(
             f"the treatment {treatment!r} is also listed as a covariate; keep it out of X so "
             f"a counterfactual path replaces it everywhere."
         )
+    _refuse_treatment_sources(ds, treatment, covariates, static)
     reference = ds[outcome]
     space = tuple(d for d in reference.dims if d != time_dim)
     order = (time_dim, *space)

@@ -70,7 +70,7 @@ class ReaderContract:
                 assert ds[name].attrs["units"] == CANONICAL[name].units
         assert ds.attrs["reader"] == self.reader
         assert ds.attrs["n_source_files"] >= 1
-        assert ds.attrs["time_step"] in ("daily", "7-day", "monthly")
+        assert ds.attrs["time_step"] in ("sub-daily", "daily", "7-day", "monthly")
         assert pd.DatetimeIndex(ds["time"].values).is_monotonic_increasing
 
     def test_lazy(self, ds) -> None:

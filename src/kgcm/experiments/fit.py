@@ -53,7 +53,11 @@ class FitConfig:
     ----------
     data : path of the Zarr store written by ``kgcm prepare`` (relative to the config file).
     outcome, treatment : variable names in the store.
-    covariates : time-varying covariates (the treatment must not be among them).
+    covariates : time-varying covariates: the treatment's confounders, never the treatment
+        nor the fields it is computed from (``to_sequences`` refuses those). The default is
+        the atmosphere from ERA5 (near-surface temperature, wind, sea-level pressure,
+        downwelling longwave radiation): it drives both the ocean forcing and the ice
+        (``docs/pipeline.md``).
     static : covariates without time (e.g. ``lat``); empty for a series.
     calendar : add the day of year (sin, cos) as covariates.
     window, stride : steps per unit and between unit starts (stride 0: ``window``). With a
@@ -82,7 +86,7 @@ class FitConfig:
     data: str = "data/prepared.zarr"
     outcome: str = "sithick"
     treatment: str = "treatment"
-    covariates: tuple[str, ...] = ("zos", "uo", "vo")
+    covariates: tuple[str, ...] = ("tas", "uas", "vas", "psl", "rlds")
     static: tuple[str, ...] = ("lat",)
     calendar: bool = True
     window: int = 30

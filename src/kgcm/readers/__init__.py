@@ -29,6 +29,7 @@ _REGISTRY: dict[str, str] = {
     "nsidc-0116": "kgcm.readers.nsidc0116:Nsidc0116Reader",
     "cs2smos": "kgcm.readers.cs2smos:Cs2SmosReader",
     "piomas": "kgcm.readers.piomas:PiomasReader",
+    "era5": "kgcm.readers.era5:Era5Reader",
 }
 
 

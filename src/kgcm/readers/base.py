@@ -43,7 +43,7 @@ PathLike = str | os.PathLike[str]
 Paths = PathLike | Sequence[PathLike]
 
 #: Time-step kinds a reader declares in ``attrs["time_step"]``.
-TIME_STEPS = ("daily", "7-day", "monthly")
+TIME_STEPS = ("sub-daily", "daily", "7-day", "monthly")
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ class Reader:
     name: ClassVar[str] = ""
     #: one line: the product, its identifier and its grid
     product: ClassVar[str] = ""
-    #: ``"daily"``, ``"7-day"`` or ``"monthly"``
+    #: ``"sub-daily"`` (hourly data), ``"daily"``, ``"7-day"`` or ``"monthly"``
     time_step: ClassVar[str] = "daily"
     #: canonical variables this product can provide
     provides: ClassVar[tuple[str, ...]] = ()

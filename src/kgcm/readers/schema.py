@@ -13,8 +13,19 @@ name          CF standard_name                                             units
 ``usi``       ``eastward_sea_ice_velocity``                                  m s-1
 ``vsi``       ``northward_sea_ice_velocity``                                 m s-1
 ``siconc``    ``sea_ice_area_fraction``                                      1
+``tas``       ``air_temperature`` (2 m above the surface)                    K
+``uas``       ``eastward_wind`` (10 m above the surface)                     m s-1
+``vas``       ``northward_wind`` (10 m above the surface)                    m s-1
+``psl``       ``air_pressure_at_mean_sea_level``                             Pa
+``rsds``      ``surface_downwelling_shortwave_flux_in_air``                  W m-2
+``rlds``      ``surface_downwelling_longwave_flux_in_air``                   W m-2
 ``mask``      ``sea_binary_mask`` (1 ocean / valid, 0 land)                  1
 ============  ===========================================================  ==========
+
+Names follow CMIP6 (as ``sithick``, ``zos``, ``uo`` do): the atmospheric ones are the
+confounders of the ocean forcing (``docs/pipeline.md``), read from ERA5 (``t2m``, ``u10``,
+``v10``, ``msl``, ``ssrd``, ``strd``). Radiation is a mean flux over the step, never an
+accumulation.
 
 Velocities are always EAST/NORTH: readers rotate grid-relative components before returning.
 
@@ -68,11 +79,25 @@ CANONICAL: dict[str, VariableSpec] = {
     "usi": VariableSpec("eastward_sea_ice_velocity", "m s-1", "eastward sea-ice velocity"),
     "vsi": VariableSpec("northward_sea_ice_velocity", "m s-1", "northward sea-ice velocity"),
     "siconc": VariableSpec("sea_ice_area_fraction", "1", "sea-ice concentration (0-1)"),
+    "tas": VariableSpec("air_temperature", "K", "near-surface (2 m) air temperature"),
+    "uas": VariableSpec("eastward_wind", "m s-1", "eastward near-surface (10 m) wind"),
+    "vas": VariableSpec("northward_wind", "m s-1", "northward near-surface (10 m) wind"),
+    "psl": VariableSpec("air_pressure_at_mean_sea_level", "Pa", "sea-level pressure"),
+    "rsds": VariableSpec(
+        "surface_downwelling_shortwave_flux_in_air",
+        "W m-2",
+        "surface downwelling shortwave radiation (mean flux over the step)",
+    ),
+    "rlds": VariableSpec(
+        "surface_downwelling_longwave_flux_in_air",
+        "W m-2",
+        "surface downwelling longwave radiation (mean flux over the step)",
+    ),
     "mask": VariableSpec("sea_binary_mask", "1", "1 where the product has ocean data, 0 on land"),
 }
 
 #: Variables that are only valid as a pair (east, north).
-VECTOR_PAIRS: tuple[tuple[str, str], ...] = (("uo", "vo"), ("usi", "vsi"))
+VECTOR_PAIRS: tuple[tuple[str, str], ...] = (("uo", "vo"), ("usi", "vsi"), ("uas", "vas"))
 
 
 def apply_attrs(ds: xr.Dataset) -> xr.Dataset:

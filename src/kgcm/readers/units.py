@@ -44,12 +44,20 @@ _CMS = (
 )
 _ONE = ("1", "fraction", "0-1", "(0 - 1)", "dimensionless", "")
 _PERCENT = ("%", "percent", "percentage")
+_K = ("k", "kelvin", "degk", "deg_k")
+_PA = ("pa", "pascal", "pascals", "n m-2", "n m**-2")
+_HPA = ("hpa", "mbar", "millibar", "millibars")
+_WM2 = ("w m-2", "w m**-2", "w m^-2", "w/m2", "w/m^2", "watt/m2", "watts/m2")
 
 #: canonical unit -> {accepted spelling (lower case): factor to canonical}
 FACTORS: dict[str, dict[str, float]] = {
     "m": {**dict.fromkeys(_M, 1.0), **dict.fromkeys(_CM, 0.01), **dict.fromkeys(_MM, 0.001)},
     "m s-1": {**dict.fromkeys(_MS, 1.0), **dict.fromkeys(_CMS, 0.01)},
     "1": {**dict.fromkeys(_ONE, 1.0), **dict.fromkeys(_PERCENT, 0.01)},
+    # temperatures in degrees Celsius need an offset, not a factor: refused, not converted
+    "K": dict.fromkeys(_K, 1.0),
+    "Pa": {**dict.fromkeys(_PA, 1.0), **dict.fromkeys(_HPA, 100.0)},
+    "W m-2": dict.fromkeys(_WM2, 1.0),
 }
 
 

@@ -32,6 +32,7 @@ _WRITERS: dict[str, str] = {
     "nsidc-0116": "kgcm.synthetic.products.nsidc0116:write",
     "cs2smos": "kgcm.synthetic.products.cs2smos:write",
     "piomas": "kgcm.synthetic.products.piomas:write",
+    "era5": "kgcm.synthetic.products.era5:write",
 }
 
 FLOWS = ("default", "rigid")
@@ -67,7 +68,11 @@ def truth(
     """True canonical fields on a grid ``(y, x)`` at ``time``: arrays ``(time, y, x)``.
 
     Keys: ``sithick`` (m, > 0), ``zos`` (m), ``uo``/``vo`` and ``usi``/``vsi`` (EAST/NORTH, m/s),
-    ``siconc`` (0-1). ``flow="rigid"`` makes the ocean and ice velocities a rigid rotation about
+    ``siconc`` (0-1), and the atmosphere: ``tas`` (K), ``uas``/``vas`` (EAST/NORTH, m/s), ``psl``
+    (Pa), ``rsds``/``rlds`` (W m-2, >= 0). The ocean and ice fields change once a day (they
+    depend on the date only); the atmospheric ones also have a daily cycle (they depend on the
+    time of day), so a daily mean of hourly values differs from the value at 00:00.
+    ``flow="rigid"`` makes the ocean and ice velocities a rigid rotation about
     the pole (``u_e = 0.2 cos(lat)``, ``v_n = 0``), the standard check of vector rotation.
     Values are defined everywhere; writers apply :func:`land` and the product's fill.
     """
@@ -90,7 +95,21 @@ def truth(
         uo = 0.05 + 0.1 * np.sin(2.0 * lam) * np.cos(phi) + 0.02 * np.cos(phase)
         vo = 0.08 * np.cos(lam) + 0.03 * np.sin(phase - lam)
     shape = sithick.shape
+    # the atmosphere: a seasonal cycle on the exact time (hours count) plus a daily cycle
+    t = pd.DatetimeIndex(time)
+    exact = ((t - pd.Timestamp("2000-01-01")) / pd.Timedelta(days=1)).to_numpy(np.float64)
+    season = (2.0 * np.pi * exact / 365.25)[:, None, None]
+    day = (2.0 * np.pi * (exact % 1.0))[:, None, None]
+    summer = 0.5 - 0.5 * np.cos(season - 0.3)  # 0 in winter, 1 in summer
+    tas = 255.0 + 18.0 * summer + 3.0 * np.sin(lam) * np.cos(phi) + 1.5 * np.cos(day - np.pi)
+    uas = 3.0 + 4.0 * np.sin(2.0 * lam) * np.cos(phi) + 2.0 * np.cos(season) + np.sin(day)
+    vas = 2.0 * np.cos(lam) + 1.5 * np.sin(season - lam) + 0.5 * np.cos(day)
+    psl = 101300.0 + 800.0 * np.sin(lam) * np.cos(phi) + 300.0 * np.cos(season + lam)
+    rsds = 220.0 * summer * (1.0 + 0.8 * np.cos(day - np.pi)) * (1.0 + 0.2 * np.cos(lam))
+    rlds = 200.0 + 90.0 * summer + 10.0 * np.cos(lam) * np.cos(phi) + 5.0 * np.cos(day)
+    atmosphere = {"tas": tas, "uas": uas, "vas": vas, "psl": psl, "rsds": rsds, "rlds": rlds}
     return {
+        **{k: np.broadcast_to(v, (len(t), *shape[1:])) for k, v in atmosphere.items()},
         "sithick": sithick,
         "siconc": np.broadcast_to(siconc, shape),
         "zos": np.broadcast_to(zos, shape),
