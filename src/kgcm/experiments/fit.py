@@ -93,7 +93,7 @@ class FitConfig:
 @dataclass(frozen=True)
 class FitResult:
     out_dir: Path
-    metrics: dict[str, float]
+    metrics: dict[str, Any]
 
 
 def _data_path(config: FitConfig, base: Path | None) -> Path:
@@ -146,9 +146,16 @@ def run_fit(
     *,
     base_dir: str | os.PathLike[str] | None = None,
     log: Log = print,
+    allow_weak_overlap: bool = False,
 ) -> FitResult:
-    """Fit the configured estimator on the prepared store and write the run folder."""
+    """Fit the configured estimator on the prepared store and write the run folder.
+
+    Weak overlap (:func:`kgcm.check_overlap` on the sequences) stops the run with
+    :class:`~kgcm.errors.WeakOverlapError` unless ``allow_weak_overlap``; the report is
+    written into ``metrics.json`` as ``overlap``.
+    """
     from kgcm.estimators import make_estimator
+    from kgcm.overlap import require_overlap
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -160,6 +167,9 @@ def run_fit(
             f"dropped {n_all - seqs.n_units:,} of {n_all:,} units holding NaN (land, gaps, "
             f"fill); {seqs.n_units:,} remain"
         )
+    overlap = require_overlap(
+        seqs.T, seqs.X, allow_weak=allow_weak_overlap, log=log, seed=config.seed
+    )
     train_idx, test_idx = split_units(
         seqs, test_fraction=config.test_fraction, seed=config.seed, by=config.split
     )
@@ -181,6 +191,7 @@ def run_fit(
         "n_test_units": int(test.n_units),
         "n_dropped_units": int(n_all - seqs.n_units),
         "fit_seconds": round(fit_s, 3),
+        "overlap": overlap,
     }
     est.save(out / "model.kgcm")
     import io
@@ -235,12 +246,16 @@ def run_effect(
     out: str | os.PathLike[str] | None = None,
     alpha: float | None = None,
     log: Log = print,
+    allow_weak_overlap: bool = False,
 ) -> dict[str, Any]:
     """Effects of a treatment scenario for a fitted run; writes ``effects.nc`` and a summary.
 
-    ``units``: ``"all"`` or ``"test"`` (held-out units only).
+    ``units``: ``"all"`` or ``"test"`` (held-out units only). Weak overlap of the scenario
+    (:func:`kgcm.check_overlap` with ``T1``) stops the run unless ``allow_weak_overlap``; the
+    report goes into the summary as ``overlap`` (and a warning into ``effects.nc``).
     """
     from kgcm.estimators import load
+    from kgcm.overlap import require_overlap
 
     run = Path(run_dir)
     config = load_run_config(run)
@@ -262,6 +277,9 @@ def run_effect(
         if scenario.kind == "scale"
         else (f"T1 = T0 + {scenario.value:g}")
     )
+    overlap = require_overlap(
+        seqs.T, seqs.X, t1, allow_weak=allow_weak_overlap, log=log, seed=config.seed
+    )
     log(f"effects of {describe} on {seqs.n_units:,} units")
     if est.gives_intervals():
         effect, lower, upper = est.effect_with_interval(seqs.X, T0=seqs.T, T1=t1, alpha=alpha)
@@ -270,6 +288,8 @@ def run_effect(
         lower = upper = None
     out_path = Path(out) if out is not None else run / "effects.nc"
     ds = _effects_dataset(seqs, config, effect, lower, upper, t1, is_test, alpha, describe)
+    if not overlap["ok"]:
+        ds.attrs["overlap_warning"] = overlap["message"]
     if outcome_units:
         for name in ("effect", "effect_lower", "effect_upper", config.outcome,
                      f"{config.outcome}_counterfactual"):  # fmt: skip
@@ -285,6 +305,7 @@ def run_effect(
         "mean_effect_test": float(effect[is_test].mean()) if is_test.any() else None,
         "outcome": config.outcome,
         "effects_file": str(out_path),
+        "overlap": overlap,
     }
     if lower is not None:
         summary.update(
