@@ -273,7 +273,8 @@ def check_overlap(
     f_train, y_train = rows(train_units, max_rows - test_cap)
     f_test, y_test = rows(test_units, test_cap)
     treatment_sd = float(y_test.std())
-    if float(t.std()) == 0.0:
+    constant = bool(np.ptp(t) == 0)  # exactly: a float sd of a constant can be 1e-17
+    if constant:
         r2, residual_sd = 1.0, 0.0
     elif x.shape[2] == 0:  # no covariates: nothing predicts T beyond its mean
         residual_sd = float(np.sqrt(np.mean((y_test - y_train.mean()) ** 2)))
@@ -290,7 +291,7 @@ def check_overlap(
     shift_sd = None if t1 is None else shift_in_sd(t, t1, residual_sd)
 
     problems = []
-    if float(t.std()) == 0.0:
+    if constant:
         problems.append(
             "the treatment is constant: no effect of changing it can be learned from these "
             "data. Use a treatment that varies across units and steps."
