@@ -14,6 +14,8 @@ __version__ = "0.1.0"
 _LAZY: dict[str, str] = {
     "KGCMVAE": "kgcm.estimators.kgcm_vae",
     "ZeroEffect": "kgcm.estimators.zero_effect",
+    "check_overlap": "kgcm.overlap",
+    "OverlapReport": "kgcm.overlap",
     "BaseEstimator": "kgcm.estimators.base",
     "TrainingConfig": "kgcm.estimators.training",
     "make_estimator": "kgcm.estimators",

@@ -27,6 +27,15 @@ stdout = Console()
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="TOML or YAML config; defaults when omitted.")
 ]
+AllowWeakOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-weak-overlap",
+        help="Run even when kgcm.check_overlap finds weak overlap (the treatment nearly a "
+        "function of the covariates, or a scenario far outside the data); the warning is "
+        "printed and written into the outputs.",
+    ),
+]
 SetOpt = Annotated[
     list[str] | None,
     typer.Option(
@@ -45,6 +54,7 @@ def demo(
     config: ConfigOpt = None,
     set_: SetOpt = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("runs/demo"),
+    allow_weak_overlap: AllowWeakOpt = False,
 ) -> None:
     """Run the main job on the embedded arctic simulator and write the outputs.
 
@@ -63,7 +73,7 @@ def demo(
                 console.log(escape(msg))
                 status.update(msg)
 
-            result = run_demo(cfg, out, log=log)
+            result = run_demo(cfg, out, log=log, allow_weak_overlap=allow_weak_overlap)
     except KgcmError as exc:
         _fail(exc)
         return
@@ -188,6 +198,7 @@ def fit(
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder to write.")] = Path(
         "runs/fit"
     ),
+    allow_weak_overlap: AllowWeakOpt = False,
 ) -> None:
     """Fit an estimator on a prepared store; writes model.kgcm, config, split and metrics."""
     from kgcm.config import load_config
@@ -195,7 +206,13 @@ def fit(
 
     def work(log):  # type: ignore[no-untyped-def]
         cfg = load_config(FitConfig, config, set_ or ())
-        return run_fit(cfg, out, base_dir=config.resolve().parent, log=log)
+        return run_fit(
+            cfg,
+            out,
+            base_dir=config.resolve().parent,
+            log=log,
+            allow_weak_overlap=allow_weak_overlap,
+        )
 
     result = _run_logged(work)
     if result is not None:
@@ -216,6 +233,7 @@ def effect(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="NetCDF to write (default RUN/effects.nc).")
     ] = None,
+    allow_weak_overlap: AllowWeakOpt = False,
 ) -> None:
     """Effects of a treatment scenario with intervals, written as CF NetCDF plus figures."""
     from kgcm.config import ScenarioConfig
@@ -230,7 +248,15 @@ def effect(
             scenario = ScenarioConfig(kind="scale", value=scale)
         elif shift is not None:
             scenario = ScenarioConfig(kind="shift", value=shift)
-        return run_effect(run, scenario=scenario, units=units, out=out, alpha=alpha, log=log)
+        return run_effect(
+            run,
+            scenario=scenario,
+            units=units,
+            out=out,
+            alpha=alpha,
+            log=log,
+            allow_weak_overlap=allow_weak_overlap,
+        )
 
     summary = _run_logged(work)
     if summary is not None:

@@ -14,6 +14,7 @@ __all__ = [
     "InputError",
     "KgcmError",
     "NotFittedError",
+    "WeakOverlapError",
     "did_you_mean",
 ]
 
@@ -37,6 +38,11 @@ class DataError(InputError):
 
 class NotFittedError(KgcmError, RuntimeError):
     """An estimator was used before ``fit``."""
+
+
+class WeakOverlapError(KgcmError, ValueError):
+    """The treatment barely varies at given covariates, or a scenario leaves the observed
+    support (:func:`kgcm.check_overlap`): the effect is not identified from these data."""
 
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:

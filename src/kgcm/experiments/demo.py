@@ -41,15 +41,27 @@ Log = Callable[[str], None]
 
 @dataclass(frozen=True)
 class DemoResult:
-    metrics: dict[str, dict[str, float]]
+    metrics: dict[str, dict[str, Any]]
     out_dir: Path
     seconds: dict[str, float]
 
 
 def run_demo(
-    config: DemoConfig, out_dir: str | os.PathLike[str], *, log: Log = print
+    config: DemoConfig,
+    out_dir: str | os.PathLike[str],
+    *,
+    log: Log = print,
+    allow_weak_overlap: bool = False,
 ) -> DemoResult:
-    """Run the main job and write its outputs to ``out_dir``."""
+    """Run the main job and write its outputs to ``out_dir``.
+
+    Before fitting, :func:`kgcm.check_overlap` runs on the sequences with the scenario's
+    ``T1``; weak overlap stops the job with :class:`~kgcm.errors.WeakOverlapError` unless
+    ``allow_weak_overlap``. The report is the ``overlap`` entry of ``metrics.json`` and
+    ``run.json``.
+    """
+    from kgcm.overlap import require_overlap
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
@@ -81,6 +93,11 @@ def run_demo(
         seqs, test_fraction=config.test_fraction, seed=config.seed, by="cell"
     )
     train, test = seqs.subset(train_idx), seqs.subset(test_idx)
+    scenario = Scenario(kind=config.scenario.kind, value=config.scenario.value)  # type: ignore[arg-type]
+    t1_all = scenario.apply(seqs.T)
+    overlap = require_overlap(
+        seqs.T, seqs.X, t1_all, allow_weak=allow_weak_overlap, log=log, seed=config.seed
+    )
     lap("sequences")
 
     params = {"seed": config.seed, **config.estimator.params}
@@ -92,9 +109,7 @@ def run_demo(
     est.fit(train.Y, train.T, X=train.X_xarray())  # the DataArray carries covariate names
     lap("fit")
 
-    scenario = Scenario(kind=config.scenario.kind, value=config.scenario.value)  # type: ignore[arg-type]
     log(f"[4/5] estimating effects of the scenario {scenario.describe()}")
-    t1_all = scenario.apply(seqs.T)
     truth_all = sim.window_effects(t1_all, seqs.cells, seqs.starts, seqs.window)
     if est.gives_intervals():
         effect_all, lower_all, upper_all = est.effect_with_interval(
@@ -108,6 +123,7 @@ def run_demo(
 
     metrics = _metrics(config, seqs, train, test, test_idx, est, truth_all, effect_all,
                        lower_all, upper_all, y_pred_all)  # fmt: skip
+    metrics["overlap"] = overlap
     lap("score")
 
     log(f"[5/5] writing outputs to {out}")
@@ -123,6 +139,7 @@ def run_demo(
         "arctic_seed": config.arctic.seed,
         "estimator": config.estimator.name,
         "seconds": seconds,
+        "overlap": overlap,
         "git_revision": _git_revision(),
         "files": sorted(p.name for p in out.iterdir() if not p.name.startswith(".")),
     }
@@ -226,6 +243,9 @@ def _write_outputs(
         "source": f"kgcm {__version__} demo, estimator {config.estimator.name}",
         "history": f"kgcm demo (seed {config.seed}, arctic seed {config.arctic.seed})",
     }
+    overlap = metrics.get("overlap", {})
+    if not overlap.get("ok", True):
+        ds.attrs["overlap_warning"] = str(overlap["message"])
     encoding = {name: {"zlib": True, "complevel": 4, "dtype": "float32"} for name in variables}
     with atomic_path(out / "effects.nc") as tmp:
         ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
@@ -285,7 +305,7 @@ def metrics_table(metrics: dict[str, dict[str, float]]) -> list[list[str]]:
     """Rows (name, PEHE, ATE error, factual RMSE, coverage, width) for printing."""
     rows = []
     for name, row in metrics.items():
-        if name == "truth":
+        if name in ("truth", "overlap"):
             continue
         rows.append([
             name,

@@ -250,14 +250,20 @@ def run_fit(
     *,
     base_dir: str | os.PathLike[str] | None = None,
     log: Log = print,
+    allow_weak_overlap: bool = False,
 ) -> FitResult:
     """Fit the configured estimator on the prepared store and write the run folder.
 
     Beside the estimator's held-out factual RMSE, the references (``kgcm.references``) are
     scored on the same held-out units and steps; the log says plainly which ones the estimator
     does not beat.
+
+    Weak overlap (:func:`kgcm.check_overlap` on the sequences) stops the run with
+    :class:`~kgcm.errors.WeakOverlapError` unless ``allow_weak_overlap``; the report is
+    written into ``metrics.json`` as ``overlap``.
     """
     from kgcm.estimators import make_estimator
+    from kgcm.overlap import require_overlap
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -270,6 +276,9 @@ def run_fit(
             f"dropped {prep.n_all - seqs.n_units:,} of {prep.n_all:,} units holding NaN (land, "
             f"gaps, fill, or no day before the window); {seqs.n_units:,} remain"
         )
+    overlap = require_overlap(
+        seqs.T, seqs.X, allow_weak=allow_weak_overlap, log=log, seed=config.seed
+    )
     train, test = seqs.subset(prep.train_idx), seqs.subset(prep.test_idx)
     design = prep.design
     X_train = design.covariates(train, prep.doy)
@@ -298,6 +307,7 @@ def run_fit(
         "n_test_units": int(test.n_units),
         "n_dropped_units": int(prep.n_all - seqs.n_units),
         "fit_seconds": round(fit_s, 3),
+        "overlap": overlap,
     }
     est.save(out / "model.kgcm")
     import io
@@ -426,6 +436,7 @@ def run_effect(
     alpha: float | None = None,
     year: int | None = None,
     log: Log = print,
+    allow_weak_overlap: bool = False,
 ) -> dict[str, Any]:
     """Effects of a treatment scenario for a fitted run; writes ``effects.nc``, a summary
     (``effects.json``) and figures.
@@ -434,9 +445,13 @@ def run_effect(
     step's effect averages the windows covering it at a position >= ``effect_burn_in``; the
     counterfactual outcome is the factual one moved by that effect in the outcome's unbounded
     coordinate (``kgcm.bounds``), so it stays within the physical bounds. ``year``: the year
-    drawn in detail (default: the latest year with a full set of estimates).
+    drawn in detail (default: the latest year with a full set of estimates). Weak overlap of
+    the scenario (:func:`kgcm.check_overlap` with ``T1``) stops the run unless
+    ``allow_weak_overlap``; the report goes into the summary as ``overlap`` (and a warning into
+    ``effects.nc``).
     """
     from kgcm.estimators import load
+    from kgcm.overlap import require_overlap
 
     run = Path(run_dir)
     config = load_run_config(run)
@@ -463,16 +478,22 @@ def run_effect(
         if scenario.kind == "scale"
         else f"T1 = T0 + {scenario.value:g}"
     )
+    overlap = require_overlap(
+        seqs.T, seqs.X, t1, allow_weak=allow_weak_overlap, log=log, seed=config.seed
+    )
     log(f"effects of {describe} on {seqs.n_units:,} units")
     X = prep.design.covariates(seqs, prep.doy).values
     if est.gives_intervals():
         delta, lower, upper = est.effect_with_interval(X, T0=seqs.T, T1=t1, alpha=alpha)
     else:
         delta, lower, upper = est.effect(X, T0=seqs.T, T1=t1), None, None
-    overlap = 0 < config.stride < config.window
-    combined = _combine(seqs, prep.design, delta, lower, upper, config.burn_in if overlap else 0)
+    overlapping = 0 < config.stride < config.window
+    burn_in = config.burn_in if overlapping else 0
+    combined = _combine(seqs, prep.design, delta, lower, upper, burn_in)
     out_path = Path(out) if out is not None else run / "effects.nc"
     ds = _effects_dataset(seqs, config, combined, t1, is_test, alpha, describe)
+    if not overlap["ok"]:
+        ds.attrs["overlap_warning"] = overlap["message"]
     if prep.units:
         for name in ("effect", "effect_lower", "effect_upper", config.outcome,
                      f"{config.outcome}_counterfactual"):  # fmt: skip
@@ -481,6 +502,7 @@ def run_effect(
     with atomic_path(out_path) as tmp:
         ds.to_netcdf(tmp)
     summary = _effect_summary(ds, config, scenario, describe, units, seqs.n_units, out_path, alpha)
+    summary["overlap"] = overlap
     atomic_write_text(out_path.with_suffix(".json"), json.dumps(summary, indent=2) + "\n")
     _figures(ds, out_path, config, summary, year)
     _log_effect(log, summary, config.outcome, prep.units)
