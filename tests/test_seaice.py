@@ -13,7 +13,7 @@ from kgcm.errors import ConfigError
 seaice = pytest.importorskip("kgcm.synthetic.seaice")
 pytest.importorskip("veris", reason="the physics extra (veris) is not installed")
 
-TINY = dict(nx=10, ny=8, days=3, dt=7200.0, n_evp=20, island_radius=1.0, seed=3)
+TINY = dict(nx=10, ny=8, days=3, dt=10800.0, n_evp=15, island_radius=1.0, seed=3)
 
 
 @pytest.fixture(autouse=True)
@@ -166,3 +166,22 @@ def test_clear_error_without_the_physics_extra(monkeypatch):
     )
     with pytest.raises(seaice.PhysicsNotInstalledError, match=r"pip install 'kgcm\[physics\]'"):
         seaice.simulate_seaice(**TINY)
+
+
+def test_benchmark_task_and_one_cell(tmp_path):
+    from kgcm.experiments import benchmark as bm
+
+    params = {**TINY, "days": 4, "window": 2, "cache_dir": str(tmp_path), "observed": ["wind"]}
+    spec = bm.DatasetSpec(name="seaice", kind="seaice", params=params)
+    task = bm.make_task(spec, seed=1)
+    n_test = task.Y_test.shape[0]
+    assert task.true_effect.shape == task.T1_test.shape == task.cf_Y1.shape == (n_test, 2)
+    assert np.isfinite(task.true_effect).all() and np.abs(task.true_effect).max() > 0
+    assert set(task.X_train.coords["feature"].values) >= {"zos", "uo", "vo", "uas", "vas"}
+    assert task.cf_start == 1
+    # the mid-window scenario leaves the first step factual
+    np.testing.assert_array_equal(task.cf_T1[:, 0], task.T0_test[:, 0])
+    np.testing.assert_array_equal(task.cf_Y1[:, 0], task.Y_test[:, 0])
+    row = bm.run_cell(spec, bm.EstimatorSpec("zero-effect"), 1, tau=1, alpha=0.05)
+    assert row["status"] == "ok", row
+    assert row["pehe"] > 0
