@@ -23,6 +23,13 @@ Datasets (``kind``):
 - ``arctic``: the gridded simulator (``params``: any :class:`ArcticConfig` field, plus ``window``,
   ``test_fraction``, ``scale`` of the effect scenario ``T1 = scale·T0``); the world's seed is
   the run's seed;
+- ``seaice``: the physics world (sea ice simulated by veris; needs ``kgcm[physics]``;
+  ``params``: any :class:`SeaIceConfig` field, plus ``window``, ``test_fraction``, ``scenario``
+  (an :class:`OceanScenario` kind, default ``"scale_currents"``), ``scale`` (its value, default
+  1.5) and ``cache_dir`` (where worlds are kept as Zarr, default ``runs/worlds``); the world's
+  seed is the run's seed. Covariates: SSH, currents, the observed atmospheric fields and
+  latitude; land cells are dropped. Each test window's effect is an exact re-run of the physics
+  from the factual state at the window's start with the scenario's ocean;
 - ``paper``: the paper protocol on the stand-in series or a CSV (``params``: ``recipe``, ``lag``,
   ``csv``); the treatment noise seed is the run's seed;
 - ``ihdp``: IHDP replication ``seed % 10 + 1`` (``params``: ``path``), static (t = 1), binary
@@ -62,7 +69,7 @@ __all__ = [
     "summarise",
 ]
 
-KINDS = ("arctic", "paper", "ihdp")
+KINDS = ("arctic", "seaice", "paper", "ihdp")
 METRICS = ("pehe", "ate_error", "factual_rmse", "coverage", "width", "cf_rmse_1", "cf_rmse_tau")
 
 
@@ -160,7 +167,12 @@ class Task:
 
 def make_task(spec: DatasetSpec, seed: int, *, base_dir: Path | None = None) -> Task:
     """Build the arrays of ``spec`` for ``seed`` (deterministic)."""
-    builder = {"arctic": _arctic_task, "paper": _paper_task, "ihdp": _ihdp_task}[spec.kind]
+    builder = {
+        "arctic": _arctic_task,
+        "seaice": _seaice_task,
+        "paper": _paper_task,
+        "ihdp": _ihdp_task,
+    }[spec.kind]
     return builder(dict(spec.params), seed, base_dir)
 
 
@@ -188,6 +200,48 @@ def _arctic_task(params: dict[str, Any], seed: int, base: Path | None) -> Task:
         T_train=train.T,
         # grid indices ride on the unit dim for estimators that read neighbours (gst-unet);
         # the others read the values only
+        X_train=train.X_xarray(index=True),
+        X_test=test.X_xarray(index=True),
+        Y_test=test.Y,
+        T0_test=test.T,
+        T1_test=T1,
+        true_effect=truth,
+        cf_T1=cf_T1,
+        cf_Y1=test.Y + cf_effect,
+        cf_start=start,
+    )
+
+
+def _seaice_task(params: dict[str, Any], seed: int, base: Path | None) -> Task:
+    from kgcm.config import from_dict
+    from kgcm.sequences import split_units, to_sequences
+    from kgcm.synthetic.seaice import OceanScenario, SeaIceConfig, simulate_seaice
+
+    window = int(params.pop("window", 30))
+    test_fraction = float(params.pop("test_fraction", 0.25))
+    scenario = OceanScenario(
+        str(params.pop("scenario", "scale_currents")), float(params.pop("scale", 1.5))
+    )
+    cache = Path(params.pop("cache_dir", "runs/worlds"))
+    if not cache.is_absolute() and base is not None:
+        cache = base / cache
+    cfg = from_dict(SeaIceConfig, {**params, "seed": seed}, where="seaice")
+    sim = simulate_seaice(cfg, cache_dir=cache)
+    atmosphere = [v for v in ("uas", "vas", "tas", "rlds") if v in sim.dataset]
+    seqs = to_sequences(
+        sim.dataset,
+        window=window,
+        covariates=("zos", "uo", "vo", *atmosphere),
+        drop_incomplete=True,  # land cells
+    )
+    tr, te = split_units(seqs, test_fraction=test_fraction, seed=seed, by="cell")
+    train, test = seqs.subset(tr), seqs.subset(te)
+    truth, T1 = sim.window_effects(test.cells, test.starts, window, scenario)
+    start = window // 2
+    cf_effect, cf_T1 = sim.window_effects(test.cells, test.starts, window, scenario, offset=start)
+    return Task(
+        Y_train=train.Y,
+        T_train=train.T,
         X_train=train.X_xarray(index=True),
         X_test=test.X_xarray(index=True),
         Y_test=test.Y,

@@ -1,1 +1,2 @@
-"""Simulators with exact potential outcomes: ``arctic`` (gridded) and the paper protocol."""
+"""Simulators with exact potential outcomes: ``arctic`` (gridded), ``seaice`` (veris physics)
+and the paper protocol."""
