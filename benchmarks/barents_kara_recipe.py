@@ -36,7 +36,10 @@ def main(store: str, names: list[str]) -> None:
     for name in names or list(VARIANTS):
         data = apply_overrides(base, [f"data={str(Path(store).resolve())!r}", *VARIANTS[name]])
         config = from_dict(FitConfig, data)
-        result = run_fit(config, Path("runs/bk-tune") / name, log=lambda m: None)
+        # the treatment (longwave) is ~96% predictable from season and humidity (docs/pipeline.md)
+        result = run_fit(
+            config, Path("runs/bk-tune") / name, log=lambda m: None, allow_weak_overlap=True
+        )
         refs = result.metrics["references"]
         rows.append((name, refs))
         line = "  ".join(f"{k} {v['rmse']:.4g}" for k, v in refs.items())
