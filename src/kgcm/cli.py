@@ -233,9 +233,13 @@ def effect(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="NetCDF to write (default RUN/effects.nc).")
     ] = None,
+    year: Annotated[
+        int | None, typer.Option(help="Year drawn in detail (default: the latest full one).")
+    ] = None,
     allow_weak_overlap: AllowWeakOpt = False,
 ) -> None:
-    """Effects of a treatment scenario with intervals, written as CF NetCDF plus figures."""
+    """Effects of a treatment scenario with intervals, written as CF NetCDF plus figures:
+    seasonal means, the effect by day of year, one year in detail (and maps for a grid)."""
     from kgcm.config import ScenarioConfig
     from kgcm.errors import ConfigError
     from kgcm.experiments.fit import run_effect
@@ -254,6 +258,7 @@ def effect(
             units=units,
             out=out,
             alpha=alpha,
+            year=year,
             log=log,
             allow_weak_overlap=allow_weak_overlap,
         )
