@@ -229,7 +229,8 @@ def seasonal_effects(
             ax.plot(k, mean, "o", color="tab:blue")
     ax.set_xticks(range(len(SEASONS)), SEASONS)
     ax.set_ylabel(_label("mean effect", units))
-    ax.set_title(title + "\n(blue: mean with the mean interval; grey: each year's mean)")
+    note = "blue: mean with the mean interval; grey: each year's mean, earliest to latest"
+    ax.set_title(f"{title}\n({note})")
     return _save(fig, path)
 
 
