@@ -8,8 +8,11 @@ units, and estimates the run's scenario (``T1`` from the run config) on every un
 outcome over every step with an estimate (outcome units).
 
 - ``placebo_time``: each cell's windows get the treatment path of another window of the same
-  cell (a random permutation in time within the cell; the path's own dynamics and the cell's
-  level are kept, its timing against the outcome is broken).
+  cell (a random permutation in time within the cell: the path's own dynamics are kept, its
+  timing against the outcome is broken), moved by the difference between the overall mean
+  treatment and the cell's: a cell's treatment level carries the real between-cell effect
+  (cells with a persistently stronger forcing have thinner ice), which a permutation within
+  the cell would keep and a good estimator would rightly find.
 - ``placebo_units``: every unit gets the treatment path of a random other unit (cell and time).
 - ``dummy_outcome``: the estimator's target is replaced by Gaussian noise with its mean and sd,
   independent of everything.
@@ -114,13 +117,19 @@ def judge(name: str, original: float, new: float) -> tuple[float, float, bool]:
     return float(ratio), threshold, bool(ratio <= threshold)
 
 
-def _placebo_time(cells: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A permutation of units that maps every unit to a random unit of the same cell."""
+def _placebo_time(T: np.ndarray, cells: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Placebo paths (n_units, window): every unit gets the path of a random unit of the same
+    cell, shifted so that every cell has the overall mean treatment.
+
+    ``cells``: the flat cell index of each unit (n_units,).
+    """
     by_cell = np.argsort(cells, kind="stable")
     shuffled = np.lexsort((rng.random(len(cells)), cells))
     perm = np.empty(len(cells), dtype=np.int64)
     perm[by_cell] = shuffled
-    return perm
+    unit_sum = T.sum(axis=1)
+    cell_mean = np.bincount(cells, unit_sum) / (np.bincount(cells) * T.shape[1])
+    return T[perm] - cell_mean[cells][:, None] + T.mean()
 
 
 def run_refute(
@@ -190,16 +199,16 @@ def run_refute(
             continue
         log(f"refuting: {name}")
         if name in ("placebo_time", "placebo_units"):
-            perm = (
-                _placebo_time(seqs.cell_index(), rng)
+            placebo = (
+                _placebo_time(seqs.T, seqs.cell_index(), rng)
                 if name == "placebo_time"
-                else rng.permutation(seqs.n_units)
+                else seqs.T[rng.permutation(seqs.n_units)]
             )
-            variant = replace(seqs, T=seqs.T[perm])
+            variant = replace(seqs, T=placebo)
             new = mean_effect(refit(variant, target), variant, scenario_path(variant.T,
                               config.scenario)[0])  # fmt: skip
             text = (
-                "treatment paths permuted in time within each cell"
+                "treatment paths permuted in time within each cell, cell levels equalised"
                 if name == "placebo_time"
                 else "treatment paths permuted across units (cells and times)"
             )
