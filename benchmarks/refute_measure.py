@@ -5,6 +5,8 @@ Run (from the repository root):
 
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/refute_measure.py refute 0 1 2
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/refute_measure.py dose 0
+    # the figure in docs/pipeline.md: the identified world's dose_response.png, copied
+    OMP_NUM_THREADS=1 PYTHONPATH=src FIGURES=docs/results python benchmarks/refute_measure.py dose 0
 
 ``refute``: the tiny world (4x4 cells, 150 days, 20-day windows with stride 5, KGCM-VAE with 3
 epochs) with a real effect and the confounder's proxies (zos, uo, vo) in X, world and fit seed
@@ -17,6 +19,8 @@ confounded fit.
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
 import tempfile
 import time
@@ -83,6 +87,11 @@ def dose(seed: int) -> None:
                     f"seed {seed} {label} {period}: max|est - true| / max|true| = {rel:.3f}; "
                     f"est {np.round(est, 3).tolist()} true {np.round(true, 3).tolist()}"
                 )
+            figures = os.environ.get("FIGURES")
+            if figures:
+                target = Path(figures) / f"dose_response_arctic_{label}.png"
+                shutil.copyfile(run / "dose_response.png", target)
+                print(f"wrote {target}")
             if label == "confounded":
                 (rcc,) = run_refute(run, checks=("random_common_cause",), **QUIET)
                 print(
