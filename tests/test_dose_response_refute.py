@@ -17,6 +17,7 @@ from kgcm.experiments.dose_response import (
     arctic_true_effects,
     curve_points,
     run_dose_response,
+    scenario_at,
     simulation_of_store,
 )
 from kgcm.experiments.fit import FitConfig, load_run, run_fit
@@ -100,6 +101,18 @@ def test_curve_points_area_mean_then_season() -> None:
     assert points["JJA"]["mean_effect"] == pytest.approx(1.0)
     assert points["JJA"]["mean_lower"] == pytest.approx(0.0)
     assert points["all"]["n_days"] == 365
+
+
+def test_strength_scales_the_runs_scenario() -> None:
+    from kgcm.config import ScenarioConfig
+    from kgcm.experiments.fit import scenario_path
+
+    t0 = np.array([[1.0, 2.0]])
+    shift = ScenarioConfig(kind="shift", value=0.1, expected_sign="negative")
+    np.testing.assert_allclose(scenario_path(t0, scenario_at(shift, 2.0))[0], t0 + 0.2)
+    assert scenario_at(shift, 2.0).expected_sign == "negative"
+    scale = ScenarioConfig(kind="scale", value=1.5)
+    np.testing.assert_allclose(scenario_path(t0, scenario_at(scale, 0.5))[0], 0.5 * t0)
 
 
 def test_store_without_the_simulators_treatment_has_no_truth() -> None:

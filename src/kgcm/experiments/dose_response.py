@@ -47,6 +47,7 @@ __all__ = [
     "arctic_true_effects",
     "curve_points",
     "run_dose_response",
+    "scenario_at",
     "simulation_of_store",
 ]
 
@@ -65,6 +66,13 @@ def parse_strengths(text: str) -> tuple[float, ...]:
     if not values:
         raise ConfigError(f"--scales needs comma-separated numbers, e.g. 0.5,1,2; got {text!r}.")
     return values
+
+
+def scenario_at(base: ScenarioConfig, strength: float) -> ScenarioConfig:
+    """The run's scenario at strength ``s``: ``T1 = s·T0`` for a ``scale`` scenario,
+    ``T1 = T0 + s·shift`` for a ``shift`` one."""
+    value = strength if base.kind == "scale" else strength * base.value
+    return ScenarioConfig(kind=base.kind, value=value, expected_sign=base.expected_sign)
 
 
 def curve_points(

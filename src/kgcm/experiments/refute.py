@@ -164,6 +164,14 @@ def run_refute(
     if epochs is not None:
         params["training"] = {**dict(params.get("training", {})), "max_epochs": epochs}
     t1, describe = scenario_path(seqs.T, config.scenario)
+    if epochs is not None:
+        try:
+            make_estimator(config.estimator.name, seed=config.seed, **params)
+        except ConfigError as exc:
+            raise ConfigError(
+                f"--epochs sets training.max_epochs, which {config.estimator.name} does not "
+                f"have ({exc}); run without --epochs."
+            ) from exc
 
     def refit(variant: Any, target: np.ndarray, index: np.ndarray = train_idx) -> Any:
         est = make_estimator(config.estimator.name, seed=config.seed, **params)
