@@ -268,6 +268,87 @@ def effect(
         stdout.print_json(data=summary)
 
 
+@app.command("dose-response")
+def dose_response(
+    run: Annotated[Path, typer.Argument(help="Run folder written by kgcm fit.")],
+    scales: Annotated[
+        str,
+        typer.Option(help="Scenario strengths s: T1 = s x T0 (a shift run: T1 = T0 + s x shift)."),
+    ] = "0.5,0.75,1,1.25,1.5,2",
+    units: Annotated[str, typer.Option(help="'all' units or only the held-out 'test' ones.")] = (
+        "all"
+    ),
+    alpha: Annotated[float | None, typer.Option(help="Interval level 1 - alpha.")] = None,
+    allow_weak_overlap: AllowWeakOpt = False,
+) -> None:
+    """The effect as a function of the scenario's strength, over the whole period and per
+    season, with bands (and the true curve on the arctic simulator): dose_response.nc, .csv,
+    .json and .png in the run folder."""
+    from kgcm.experiments.dose_response import parse_strengths, run_dose_response
+
+    def work(log):  # type: ignore[no-untyped-def]
+        return run_dose_response(
+            run,
+            strengths=parse_strengths(scales),
+            units=units,
+            alpha=alpha,
+            log=log,
+            allow_weak_overlap=allow_weak_overlap,
+        )
+
+    summary = _run_logged(work)
+    if summary is None:
+        return
+    table = Table(title=f"Dose-response: mean effect on {summary['outcome']}")
+    has_truth = summary["truth"] is not None
+    for column in ("s", "period", "effect", "interval", *(("true",) if has_truth else ())):
+        table.add_column(column, justify="right")
+    for row in summary["curve"]:
+        band = (
+            f"[{row['effect_lower']:.4g}, {row['effect_upper']:.4g}]"
+            if row.get("effect_lower") is not None
+            else ""
+        )
+        cells = [f"{row['strength']:g}", row["period"],
+                 "" if row["effect"] is None else f"{row['effect']:.4g}", band]  # fmt: skip
+        if has_truth:
+            cells.append("" if row["true_effect"] is None else f"{row['true_effect']:.4g}")
+        table.add_row(*cells)
+    stdout.print(table)
+
+
+@app.command()
+def refute(
+    run: Annotated[Path, typer.Argument(help="Run folder written by kgcm fit.")],
+    epochs: Annotated[
+        int | None,
+        typer.Option(help="Training epochs of every refit (quick checks); default: the run's."),
+    ] = None,
+    checks: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated subset of the checks (default: all of them)."),
+    ] = None,
+) -> None:
+    """Refutation checks (placebo treatment in time and across units, dummy outcome, random
+    common cause, data subset, overlap): each refits the run's estimator and prints its
+    numbers with pass/FAIL; writes refute.json and refute.md in the run folder."""
+    from kgcm.experiments.refute import REFUTERS, refutation_table, run_refute
+
+    def work(log):  # type: ignore[no-untyped-def]
+        chosen = REFUTERS if checks is None else tuple(c.strip() for c in checks.split(","))
+        return run_refute(run, epochs=epochs, checks=chosen, log=log)
+
+    results = _run_logged(work)
+    if results is None:
+        return
+    stdout.print(refutation_table(results), soft_wrap=True)
+    for r in results:
+        if r.note:
+            stdout.print(f"{r.name}: {escape(r.note)}", soft_wrap=True)
+    failed = [r.name for r in results if not r.passed]
+    stdout.print("all checks pass" if not failed else f"FAILED: {', '.join(failed)}")
+
+
 @app.command()
 def benchmark(
     config: Annotated[Path, typer.Option("--config", "-c", help="Benchmark config (TOML/YAML).")],

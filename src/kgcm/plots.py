@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 from kgcm._io import atomic_path
 
 __all__ = [
+    "dose_response",
     "effect_climatology",
     "effect_map",
     "effect_timeseries",
@@ -258,5 +259,52 @@ def seasonal_maps(
         ax.set_xticks([])
         ax.set_yticks([])
     fig.colorbar(mesh, ax=fig.axes, shrink=0.8, label=_label("effect", units))
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def dose_response(
+    ds: xr.Dataset,
+    path: str | os.PathLike[str],
+    *,
+    units: str = "",
+    outcome: str = "outcome",
+    title: str = "effect by scenario strength",
+) -> Path:
+    """The dose-response curve per period (``all`` and each season): the estimate with its
+    band, the exact curve (dashed) when ``ds`` has ``true_effect``, hollow markers where the
+    scenario lies outside the observed support.
+
+    ``ds``: ``effect`` (strength, period), optional ``effect_lower``/``effect_upper``,
+    ``true_effect`` and ``outside_support`` (strength).
+    """
+    periods = [str(p) for p in ds["period"].values]
+    strength = ds["strength"].values
+    fig = Figure(figsize=(3.0 * len(periods), 3.4), layout="constrained")
+    axes = fig.subplots(1, len(periods), sharey=True)
+    outside = (
+        ds["outside_support"].values.astype(bool)
+        if "outside_support" in ds
+        else np.zeros(len(strength), dtype=bool)
+    )
+    for ax, period in zip(np.atleast_1d(axes), periods, strict=True):
+        sel = ds.sel(period=period)
+        ax.axhline(0.0, color="0.6", lw=0.8)
+        if "effect_lower" in ds:
+            band = (sel["effect_lower"].values, sel["effect_upper"].values)
+            ax.fill_between(strength, *band, color="tab:blue", alpha=0.25, lw=0, label="interval")
+        effect = sel["effect"].values
+        ax.plot(strength, effect, "-", color="tab:blue", label="estimated")
+        ax.plot(strength[~outside], effect[~outside], "o", color="tab:blue")
+        if outside.any():
+            ax.plot(strength[outside], effect[outside], "o", mfc="white", color="tab:blue",
+                    label="outside support")  # fmt: skip
+        if "true_effect" in ds:
+            ax.plot(strength, sel["true_effect"].values, "--", color="k", label="true")
+        ax.set_title(period)
+        ax.set_xlabel("strength s")
+    first = np.atleast_1d(axes)[0]
+    first.set_ylabel(_label(f"mean effect on {outcome}", units))
+    first.legend(fontsize=7, loc="best")
     fig.suptitle(title)
     return _save(fig, path)

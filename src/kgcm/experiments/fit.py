@@ -36,7 +36,15 @@ from kgcm.experiments.outcome import OutcomeDesign, design_outcome
 from kgcm.references import ReferenceScore
 from kgcm.sequences import SequenceSet, split_units, to_sequences
 
-__all__ = ["FitConfig", "run_effect", "run_fit"]
+__all__ = [
+    "FitConfig",
+    "LoadedRun",
+    "load_run",
+    "run_effect",
+    "run_fit",
+    "scenario_effects",
+    "scenario_path",
+]
 
 Log = Callable[[str], None]
 
@@ -427,6 +435,71 @@ def load_run_config(run_dir: str | os.PathLike[str]) -> FitConfig:
     return from_dict(FitConfig, read_mapping(path))
 
 
+@dataclass(frozen=True)
+class LoadedRun:
+    """A fitted run back in memory: its config, estimator, sequences, split and design."""
+
+    run_dir: Path
+    config: FitConfig
+    estimator: Any
+    prep: _Prepared
+
+    def units(self, which: str) -> tuple[SequenceSet, np.ndarray]:
+        """The sequences of ``"all"`` units or only the held-out ``"test"`` ones, with each
+        unit's held-out flag (n_units,)."""
+        if which not in ("all", "test"):
+            raise ConfigError(f"units must be 'all' or 'test'; got {which!r}.")
+        seqs = self.prep.seqs
+        is_test = np.zeros(seqs.n_units, dtype=bool)
+        is_test[self.prep.test_idx] = True
+        if which == "test":
+            return seqs.subset(self.prep.test_idx), is_test[self.prep.test_idx]
+        return seqs, is_test
+
+
+def load_run(run_dir: str | os.PathLike[str], *, log: Log = print) -> LoadedRun:
+    """Reload a ``kgcm fit`` run: model, config and the same sequences, split and design."""
+    from kgcm.estimators import load
+
+    run = Path(run_dir)
+    config = load_run_config(run)
+    est = load(run / "model.kgcm")
+    split = np.load(run / "split.npz")
+    prep = _prepare(config, None, log, split=(split["train"], split["test"]))
+    return LoadedRun(run_dir=run, config=config, estimator=est, prep=prep)
+
+
+def scenario_path(t0: np.ndarray, scenario: ScenarioConfig) -> tuple[np.ndarray, str]:
+    """``T1`` of a scenario (same shape as ``t0``) and its description."""
+    if scenario.kind == "scale":
+        return t0 * scenario.value, f"T1 = {scenario.value:g} x T0"
+    return t0 + scenario.value, f"T1 = T0 + {scenario.value:g}"
+
+
+def scenario_effects(
+    est: Any,
+    config: FitConfig,
+    prep: _Prepared,
+    seqs: SequenceSet,
+    t1: np.ndarray,
+    alpha: float,
+) -> dict[str, np.ndarray]:
+    """Effects of ``T0 → T1`` on ``seqs`` as outcomes on the grid (time, ...space): ``factual``,
+    ``effect`` and, when the estimator gives intervals, ``effect_lower``/``effect_upper``.
+
+    Computed in the estimator's coordinate and mapped back to the bounded outcome by
+    ``_combine`` (overlapping windows averaged past ``effect_burn_in``).
+    """
+    X = prep.design.covariates(seqs, prep.doy).values
+    if est.gives_intervals():
+        delta, lower, upper = est.effect_with_interval(X, T0=seqs.T, T1=t1, alpha=alpha)
+    else:
+        delta, lower, upper = est.effect(X, T0=seqs.T, T1=t1), None, None
+    overlapping = 0 < config.stride < config.window
+    burn_in = config.burn_in if overlapping else 0
+    return _combine(seqs, prep.design, delta, lower, upper, burn_in)
+
+
 def run_effect(
     run_dir: str | os.PathLike[str],
     *,
@@ -450,11 +523,10 @@ def run_effect(
     ``allow_weak_overlap``; the report goes into the summary as ``overlap`` (and a warning into
     ``effects.nc``).
     """
-    from kgcm.estimators import load
     from kgcm.overlap import require_overlap
 
-    run = Path(run_dir)
-    config = load_run_config(run)
+    loaded = load_run(run_dir, log=log)
+    run, config, prep = loaded.run_dir, loaded.config, loaded.prep
     if scenario is None:
         scenario = config.scenario
     elif not scenario.expected_sign:
@@ -462,34 +534,13 @@ def run_effect(
     alpha = config.alpha if alpha is None else alpha
     if not 0 < alpha < 1:
         raise ConfigError(f"alpha must be in (0, 1), e.g. 0.05 for 95% intervals; got {alpha!r}.")
-    if units not in ("all", "test"):
-        raise ConfigError(f"units must be 'all' or 'test'; got {units!r}.")
-    est = load(run / "model.kgcm")
-    split = np.load(run / "split.npz")
-    prep = _prepare(config, None, log, split=(split["train"], split["test"]))
-    seqs = prep.seqs
-    is_test = np.zeros(seqs.n_units, dtype=bool)
-    is_test[prep.test_idx] = True
-    if units == "test":
-        seqs, is_test = seqs.subset(prep.test_idx), is_test[prep.test_idx]
-    t1 = seqs.T * scenario.value if scenario.kind == "scale" else seqs.T + scenario.value
-    describe = (
-        f"T1 = {scenario.value:g} x T0"
-        if scenario.kind == "scale"
-        else f"T1 = T0 + {scenario.value:g}"
-    )
+    seqs, is_test = loaded.units(units)
+    t1, describe = scenario_path(seqs.T, scenario)
     overlap = require_overlap(
         seqs.T, seqs.X, t1, allow_weak=allow_weak_overlap, log=log, seed=config.seed
     )
     log(f"effects of {describe} on {seqs.n_units:,} units")
-    X = prep.design.covariates(seqs, prep.doy).values
-    if est.gives_intervals():
-        delta, lower, upper = est.effect_with_interval(X, T0=seqs.T, T1=t1, alpha=alpha)
-    else:
-        delta, lower, upper = est.effect(X, T0=seqs.T, T1=t1), None, None
-    overlapping = 0 < config.stride < config.window
-    burn_in = config.burn_in if overlapping else 0
-    combined = _combine(seqs, prep.design, delta, lower, upper, burn_in)
+    combined = scenario_effects(loaded.estimator, config, prep, seqs, t1, alpha)
     out_path = Path(out) if out is not None else run / "effects.nc"
     ds = _effects_dataset(seqs, config, combined, t1, is_test, alpha, describe)
     if not overlap["ok"]:
