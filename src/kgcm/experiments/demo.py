@@ -27,7 +27,7 @@ import numpy as np
 import xarray as xr
 
 from kgcm import __version__
-from kgcm._io import atomic_path, atomic_write_text
+from kgcm._io import atomic_path, atomic_write_text, output_folder
 from kgcm.config import DemoConfig, dump_toml
 from kgcm.estimators import make_estimator
 from kgcm.metrics import score_effects
@@ -49,7 +49,18 @@ class DemoResult:
 def run_demo(
     config: DemoConfig, out_dir: str | os.PathLike[str], *, log: Log = print
 ) -> DemoResult:
-    """Run the main job and write its outputs to ``out_dir``."""
+    """Run the main job and write its outputs to ``out_dir``.
+
+    The folder is a transaction (:func:`kgcm._io.output_folder`): written complete beside it and
+    moved into place at the end, so a failed, killed or concurrent run never leaves a mix.
+    """
+    target = Path(out_dir)
+    with output_folder(target, "demo") as staging:
+        result = _run_demo(config, staging, log=lambda m: log(m.replace(str(staging), str(target))))
+    return DemoResult(metrics=result.metrics, out_dir=target, seconds=result.seconds)
+
+
+def _run_demo(config: DemoConfig, out_dir: str | os.PathLike[str], *, log: Log) -> DemoResult:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}

@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from kgcm._io import atomic_path, atomic_write_bytes, atomic_write_text
+from kgcm._io import atomic_path, atomic_write_bytes, atomic_write_text, output_folder
 from kgcm.config import EstimatorConfig, ScenarioConfig, dump_toml, from_dict, read_mapping
-from kgcm.errors import ConfigError, DataError
+from kgcm.errors import ConfigError, DataError, OutputError
 from kgcm.sequences import SequenceSet, split_units, to_sequences
 
 __all__ = ["FitConfig", "run_effect", "run_fit"]
@@ -147,7 +147,29 @@ def run_fit(
     base_dir: str | os.PathLike[str] | None = None,
     log: Log = print,
 ) -> FitResult:
-    """Fit the configured estimator on the prepared store and write the run folder."""
+    """Fit the configured estimator on the prepared store and write the run folder.
+
+    The folder is a transaction (:func:`kgcm._io.output_folder`): written complete beside it and
+    moved into place at the end, so a failed, killed or concurrent run never leaves a mix.
+    """
+    target = Path(out_dir)
+    with output_folder(target, "fit") as staging:
+        result = _run_fit(
+            config,
+            staging,
+            base_dir=base_dir,
+            log=lambda m: log(m.replace(str(staging), str(target))),
+        )
+    return FitResult(out_dir=target, metrics=result.metrics)
+
+
+def _run_fit(
+    config: FitConfig,
+    out_dir: str | os.PathLike[str],
+    *,
+    base_dir: str | os.PathLike[str] | None,
+    log: Log,
+) -> FitResult:
     from kgcm.estimators import make_estimator
 
     out = Path(out_dir)
@@ -238,8 +260,116 @@ def run_effect(
 ) -> dict[str, Any]:
     """Effects of a treatment scenario for a fitted run; writes ``effects.nc`` and a summary.
 
-    ``units``: ``"all"`` or ``"test"`` (held-out units only).
+    ``units``: ``"all"`` or ``"test"`` (held-out units only). The run folder's files are checked
+    against the hashes the fit recorded; the effect files are written as one transaction (into
+    the run folder by default, or beside ``out``), so a killed run leaves the old set or the new.
     """
+    from kgcm._io import read_marker, verify_folder, write_marker
+
+    run = Path(run_dir)
+    if alpha is not None and (
+        isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 < alpha < 1
+    ):
+        raise ConfigError(f"alpha must be a number in (0, 1), e.g. 0.05; got {alpha!r}.")
+    load_run_config(run)
+    if read_marker(run) is None and (run / "model.kgcm").is_file():
+        log(f"note: {run} predates kgcm's output manifests; recording its files now")
+        write_marker(run, "fit")
+    verify_folder(run, "fit", ("config.toml", "model.kgcm", "split.npz"))
+    out_path = Path(out) if out is not None else run / "effects.nc"
+
+    def run_in(folder: Path) -> dict[str, Any]:
+        def relay(msg: str) -> None:
+            log(msg.replace(str(folder / out_path.name), str(out_path)))
+
+        summary = _run_effect(
+            run, scenario=scenario, units=units, out=folder / out_path.name, alpha=alpha, log=relay
+        )
+        summary["effects_file"] = str(out_path)
+        return summary
+
+    if out_path.parent.resolve() == run.resolve():
+        with output_folder(run, "fit", keep_existing=True) as staging:
+            summary = run_in(staging)
+            atomic_write_text(
+                staging / out_path.with_suffix(".json").name, json.dumps(summary, indent=2) + "\n"
+            )
+        return summary
+    return _effect_elsewhere(out_path, run_in)
+
+
+def _effect_group(path: Path) -> list[Path]:
+    """The files one effect run writes for ``path`` (the summary last)."""
+    return [
+        path,
+        path.with_name(path.stem + "_map.png"),
+        path.with_name(path.stem + "_timeseries.png"),
+        path.with_suffix(".json"),
+    ]
+
+
+def _is_effects_file(path: Path) -> bool:
+    try:
+        with xr.open_dataset(path) as ds:
+            return ds.attrs.get("title") == "kgcm effect estimates"
+    except Exception:
+        return False
+
+
+def _effect_elsewhere(out_path: Path, run_in: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
+    """Write the effect files beside ``out_path`` in a folder shared with other files: staged in
+    a hidden sibling, then moved in with the summary (which lists every file's hash) last and
+    the old summary removed first, so a summary always describes the files beside it."""
+    import shutil
+    import uuid
+
+    from kgcm._io import OutputLock, file_hash
+
+    with OutputLock(out_path):
+        if out_path.is_symlink() or (out_path.exists() and not out_path.is_file()):
+            raise OutputError(f"the output {out_path} exists and is not a regular file.")
+        if out_path.exists() and not _is_effects_file(out_path):
+            raise OutputError(
+                f"the output {out_path} exists and is not a kgcm effects file; kgcm replaces "
+                f"only its own outputs. Choose another --out, or remove that file yourself."
+            )
+        staging = out_path.with_name(f".{out_path.name}.{uuid.uuid4().hex[:12]}.partial")
+        try:
+            staging.mkdir()
+            summary = run_in(staging)
+            group = _effect_group(out_path)
+            summary["files"] = {
+                p.name: file_hash(staging / p.name)
+                for p in group[:-1]
+                if (staging / p.name).is_file()
+            }
+            group[-1].unlink(missing_ok=True)
+            for p in group[1:-1]:
+                p.unlink(missing_ok=True)  # figures the new run may not draw
+            for p in group[:-1]:
+                if (staging / p.name).is_file():
+                    os.replace(staging / p.name, p)
+            atomic_write_text(group[-1], json.dumps(summary, indent=2) + "\n")
+        except OSError as exc:
+            if isinstance(exc, OutputError):
+                raise
+            raise OutputError(
+                f"cannot write {out_path}: {exc.strerror or exc}; choose a writable --out."
+            ) from exc
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return summary
+
+
+def _run_effect(
+    run_dir: str | os.PathLike[str],
+    *,
+    scenario: ScenarioConfig | None,
+    units: str,
+    out: Path,
+    alpha: float | None,
+    log: Log,
+) -> dict[str, Any]:
     from kgcm.estimators import load
 
     run = Path(run_dir)
