@@ -205,6 +205,21 @@ class PrepareConfig:
             )
         if self.grid.kind == "source" and self.grid.source and self.grid.source not in names:
             raise ConfigError(f"grid.source {self.grid.source!r} is not a source; have {names}.")
+        for which in ("start", "end"):
+            value = getattr(self, which)
+            if value:
+                try:
+                    pd.Timestamp(value)
+                except (ValueError, TypeError) as exc:
+                    raise ConfigError(
+                        f"{which} must be a date YYYY-MM-DD (or empty for what the sources "
+                        f"cover); got {value!r}."
+                    ) from exc
+        bad = {d: c for d, c in self.chunks.items() if not isinstance(c, int) or c < 0}
+        if bad:
+            raise ConfigError(
+                f"chunks must be whole numbers of steps/cells (0: the whole dim); got {bad}."
+            )
         unknown = set(self.chunks) - {"time", "y", "x"}
         if unknown:
             raise ConfigError(f"chunks has unknown dims {sorted(unknown)}; use time, y, x.")

@@ -380,7 +380,14 @@ def _run_effect(
         raise ConfigError(f"units must be 'all' or 'test'; got {units!r}.")
     est = load(run / "model.kgcm")
     seqs, _, outcome_units = _sequences(config, None, log)
-    split = np.load(run / "split.npz")
+    try:
+        split = np.load(run / "split.npz")
+        split = {k: np.asarray(split[k], dtype=np.int64) for k in ("train", "test")}
+    except Exception as exc:
+        raise DataError(
+            f"{run / 'split.npz'} cannot be read ({exc.__class__.__name__}: {exc}); it is damaged "
+            f"or missing. Run kgcm fit again."
+        ) from exc
     is_test = np.zeros(seqs.n_units, dtype=bool)
     is_test[split["test"]] = True
     if units == "test":
