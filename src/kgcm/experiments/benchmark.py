@@ -473,7 +473,7 @@ def check_settings(config: BenchmarkConfig, base: Path | None) -> None:
         if d.kind == "arctic":
             for k in ("window", "test_fraction", "scale"):
                 params.pop(k, None)
-            from_dict(ArcticConfig, {**params, "seed": 0}, where=f"dataset {d.name!r}")
+            from_dict(ArcticConfig, {**params, "seed": 0}, where=f"datasets.{d.name}.params")
             continue
         allowed = {"paper": {"csv", "recipe", "lag", "window", "test_fraction", "split_seed"}}.get(
             d.kind, {"path"} | set(inspect.signature(load_ihdp).parameters) - {"path_or_dir"}
