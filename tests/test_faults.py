@@ -92,58 +92,78 @@ def outcome_of(call, case: str, limit: float = 30.0) -> str:
 # malformed arrays
 
 
-def _arrays():
-    dtypes = st.sampled_from(["f8", "f4", "i8", "bool", "c16", "U3", "O"])
-    shapes = hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=5)
-    elements = st.one_of(
-        st.floats(allow_nan=True, allow_infinity=True, width=64),
-        st.sampled_from([0.0, 1e300, -1e300, 1e-300]),
-    )
+_FLOATS = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([0.0, 1.0, 1e300, -1e300, 1e-300]),
+)
+
+
+def _array():
+    """Any shape (0 to 4 dims, empty sides included), any dtype, any value."""
 
     def build(dtype, shape):
-        if dtype in ("U3", "O"):
-            return hnp.arrays(dtype, shape, elements=st.text(max_size=3))
-        if dtype == "bool":
-            return hnp.arrays(dtype, shape)
-        if dtype == "i8":
-            return hnp.arrays(dtype, shape, elements=st.integers(-(10**6), 10**6))
-        if dtype == "c16":
-            return hnp.arrays(dtype, shape, elements=st.complex_numbers(max_magnitude=10))
+        elements = {
+            "f8": _FLOATS,
+            "f4": st.floats(width=32, allow_nan=True, allow_infinity=True),
+            "i8": st.integers(-(10**6), 10**6),
+            "c16": st.complex_numbers(max_magnitude=10),
+            "U3": st.text(alphabet="ab1.", max_size=3),
+            "O": st.one_of(st.none(), st.text(alphabet="ab", max_size=2), st.floats()),
+            "bool": st.booleans(),
+        }[dtype]
         return hnp.arrays(dtype, shape, elements=elements)
 
+    dtypes = st.sampled_from(["f8", "f4", "i8", "bool", "c16", "U3", "O"])
+    shapes = hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=5)
     return st.tuples(dtypes, shapes).flatmap(lambda a: build(*a))
 
 
-def _as_input(draw_array, kind):
-    """Sometimes a DataArray with made-up or canonical dim names."""
-    if kind == "dataarray" and draw_array.ndim in (2, 3):
-        names = [("unit", "step", "feature"), ("time", "unit", "x"), ("a", "b", "c")][
-            draw_array.size % 3
-        ]
-        return xr.DataArray(draw_array, dims=names[: draw_array.ndim])
-    return draw_array
+@st.composite
+def _inputs(draw):
+    """``(Y, T, X)``: half of the time well shaped (clean or extreme values), else anything."""
+    if draw(st.booleans()):
+        return draw(_array()), draw(_array()), draw(st.one_of(st.none(), _array()))
+    n, t, p = draw(st.integers(0, 8)), draw(st.integers(0, 5)), draw(st.integers(0, 3))
+    values = st.floats(-10, 10) if draw(st.booleans()) else _FLOATS
+    Y = draw(hnp.arrays("f8", (n, t), elements=values))
+    T = draw(hnp.arrays("f8", (n, t), elements=values))
+    X = draw(st.one_of(st.none(), hnp.arrays("f8", (n, t, p), elements=values)))
+    return Y, T, X
+
+
+def _as_input(array, kind):
+    """Sometimes a DataArray with canonical, swapped or made-up dim names."""
+    if kind == "dataarray" and array.ndim in (2, 3):
+        names = [("unit", "step", "feature"), ("time", "unit", "x"), ("a", "b", "c")]
+        return xr.DataArray(array, dims=names[array.size % 3][: array.ndim])
+    return array
 
 
 @settings(
-    max_examples=400 if FULL else 60,
+    max_examples=400 if FULL else 80,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 @given(
-    name=st.sampled_from(["zero-effect", "linear-dml", "t-learner"]),
-    Y=_arrays(),
-    T=_arrays(),
-    X=st.one_of(st.none(), _arrays()),
+    name=st.sampled_from(["zero-effect", "linear-dml", "s-learner"]),
+    inputs=_inputs(),
     kind=st.sampled_from(["array", "dataarray"]),
 )
-def test_malformed_arrays_never_crash(name, Y, T, X, kind) -> None:
-    params = {"t-learner": {"n_estimators": 5}}.get(name, {})
+def test_malformed_arrays_never_crash(name, inputs, kind) -> None:
+    Y, T, X = inputs
+    params = {"s-learner": {"n_estimators": 5}}.get(name, {})
     est = kgcm.make_estimator(name, **params)
     Xi = None if X is None else _as_input(X, kind)
     result = outcome_of(lambda: est.fit(_as_input(Y, kind), _as_input(T, kind), X=Xi), name)
-    if result == "ok":  # then what it says must be finite
-        effect = est.effect(Xi, T0=T, T1=np.asarray(T, dtype=float) + 1.0)
-        assert np.all(np.isfinite(effect))
+    if result == "ok":  # then what it says must be finite, or refused
+        T0 = np.asarray(T, dtype=float)
+
+        def effect() -> None:
+            values = est.effect(X, T0=T0, T1=T0 + 1.0)
+            assert values.shape == T0.shape and np.all(np.isfinite(values)), name
+
+        result = outcome_of(effect, name)
+        result = "fitted, effects " + ("finite" if result == "ok" else "refused")
     TALLY["arrays", name, result] += 1
 
 
