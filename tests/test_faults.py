@@ -464,3 +464,66 @@ def test_two_demos_on_one_output(tmp_path) -> None:
     assert codes[0] == 0
     verify_folder(out, "demo")
     TALLY["concurrent", "demo x2", "+".join(map(str, codes))] += 1
+
+
+# --------------------------------------------------------------------------------------------
+# a killed benchmark takes its workers with it
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                kids.append(int(stat.parent.name))
+    return kids
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an exited child nobody has reaped yet)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_killed_benchmark_leaves_no_workers(tmp_path) -> None:
+    cfg = tmp_path / "b.toml"
+    cfg.write_text(
+        'seeds = [0, 1, 2, 3]\nn_jobs = 2\nreference = "kgcm-vae"\n[[datasets]]\nname = "a"\n'
+        'kind = "arctic"\nparams = {ny = 6, nx = 6, days = 120}\n[[estimators]]\n'
+        'name = "kgcm-vae"\nparams = {training = {max_epochs = 500, patience = 500}}\n'
+    )
+    args = _cli("benchmark", "--config", str(cfg), "--out", str(tmp_path / "o"), "--no-progress")
+    proc = subprocess.Popen(args, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    workers: list[int] = []
+    while time.monotonic() < deadline and len(workers) < 2:
+        time.sleep(1.0)
+        workers = [
+            k
+            for k in _children(proc.pid)
+            if b"popen_loky" in Path(f"/proc/{k}/cmdline").read_bytes()
+        ]
+    assert len(workers) >= 2, "the workers did not start"
+    time.sleep(5.0)  # let them pick up cells
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed = time.monotonic()
+    # a worker notices within a second once it runs a cell; one still importing kgcm and torch
+    # notices when it gets there
+    while time.monotonic() - killed < 30 and any(_running(w) for w in workers):
+        time.sleep(0.5)
+    waited = time.monotonic() - killed
+    alive = [w for w in workers if _running(w)]
+    for w in alive:  # clean up before failing
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(w, signal.SIGKILL)
+    TALLY[
+        "kill", "benchmark workers", f"all gone {waited:.0f} s after" if not alive else "left"
+    ] += 1
+    assert not alive, f"workers {alive} still ran 30 s after the benchmark was killed"

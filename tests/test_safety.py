@@ -221,6 +221,33 @@ def test_unwritable_outputs_are_clear_errors(tmp_path) -> None:
     assert plain.read_text() == "keep"
 
 
+def test_unwritable_outputs_of_prepare_fit_benchmark(tmp_path) -> None:
+    plain = tmp_path / "plain.txt"
+    plain.write_text("keep")
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "notes.txt").write_text("keep")
+    prep = _write(
+        tmp_path / "p.toml", 'overwrite = true\n[[sources]]\nname = "a"\npaths = "x.nc"\n'
+    )
+    fit = _write(tmp_path / "f.toml", 'data = "store.zarr"\n')
+    bench = _write(
+        tmp_path / "b.toml",
+        'reference = "zero-effect"\nseeds = [0]\n[[datasets]]\nname = "a"\nkind = "arctic"\n'
+        '[[estimators]]\nname = "zero-effect"\n',
+    )
+    for out in (plain, notes, plain / "sub"):
+        for args in (
+            ["prepare", "--config", str(prep), "--out", str(out), "--no-progress"],
+            ["fit", "--config", str(fit), "--out", str(out)],
+            ["benchmark", "--config", str(bench), "--out", str(out), "--no-progress"],
+        ):
+            code, output = _cli(args)
+            assert code == 2, (args, output)
+            assert re.search(r"not a folder|did not write|is a file", output), (args, output)
+    assert plain.read_text() == "keep" and (notes / "notes.txt").read_text() == "keep"
+
+
 def test_effect_alpha_out_of_range(tmp_path) -> None:
     code, output = _cli(["effect", str(tmp_path), "--alpha", "2"])
     assert code == 2 and "alpha must be a number in (0, 1)" in output
@@ -411,3 +438,44 @@ def test_damaged_model_file_is_refused(tmp_path) -> None:
     path.write_bytes(good[: len(good) // 2])
     with pytest.raises(InputError, match=r"m\.kgcm"):
         kgcm.load(path)
+
+
+# --------------------------------------------------------------------------------------------
+# kgcm effect on a fit run: checked inputs, transactional outputs
+
+
+def test_effect_checks_the_run_and_writes_whole_sets(tmp_path) -> None:
+    from kgcm.config import from_dict
+    from kgcm.experiments.fit import FitConfig, run_effect, run_fit
+    from kgcm.prepare import PrepareConfig, run_prepare
+    from kgcm.synthetic.products import write_product
+
+    write_product("cmems-glorys12", tmp_path / "p", ny=6, nx=8, days=40, days_per_file=40)
+    prep = {"output": str(tmp_path / "s.zarr"), "sources": [{"name": "g", "paths": "p/*.nc"}]}
+    run_prepare(from_dict(PrepareConfig, prep), base_dir=tmp_path, log=lambda m: None,
+                progress=False)  # fmt: skip
+    fit = {"data": str(tmp_path / "s.zarr"), "covariates": ["zos"], "window": 10,
+           "estimator": {"name": "zero-effect", "params": {}}}  # fmt: skip
+    run = tmp_path / "run"
+    run_fit(from_dict(FitConfig, fit), run, log=lambda m: None)
+    summary = run_effect(run, log=lambda m: None)
+    assert summary["effects_file"] == str(run / "effects.nc")
+    marker = verify_folder(run, "fit")  # the effect files joined the manifest
+    assert {"effects.nc", "effects.json", "model.kgcm"} <= set(marker["files"])
+    # elsewhere: a set whose summary lists the files beside it
+    other = tmp_path / "elsewhere" / "e.nc"
+    for _ in range(2):
+        summary = run_effect(run, out=other, log=lambda m: None)
+    listed = json.loads(other.with_suffix(".json").read_text())["files"]
+    assert "e.nc" in listed and not [p for p in other.parent.iterdir() if p.name.startswith(".")]
+    foreign = tmp_path / "foreign.nc"
+    foreign.write_text("not mine")
+    with pytest.raises(OutputError, match="not a kgcm effects file"):
+        run_effect(run, out=foreign, log=lambda m: None)
+    assert foreign.read_text() == "not mine"
+    # a damaged run is refused, naming the file
+    with open(run / "model.kgcm", "r+b") as f:
+        f.seek(200)
+        f.write(b"\0" * 16)
+    with pytest.raises(DataError, match=r"model\.kgcm.*differs from the file"):
+        run_effect(run, log=lambda m: None)
