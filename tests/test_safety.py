@@ -479,3 +479,42 @@ def test_effect_checks_the_run_and_writes_whole_sets(tmp_path) -> None:
         f.write(b"\0" * 16)
     with pytest.raises(DataError, match=r"model\.kgcm.*differs from the file"):
         run_effect(run, log=lambda m: None)
+
+
+def test_prepare_resume_restarts_when_inputs_change(tmp_path, monkeypatch) -> None:
+    """A prepare stopped part-way, its source files replaced (same names), then rerun: the store
+    holds the new inputs only, as a fresh prepare of them does."""
+    import kgcm.prepare as prepare
+    from kgcm.config import from_dict
+    from kgcm.prepare import PrepareConfig, run_prepare
+    from kgcm.synthetic.products import write_product
+
+    write_product("cmems-glorys12", tmp_path / "p", ny=6, nx=8, days=32, days_per_file=32)
+    cfg = {"output": str(tmp_path / "s.zarr"), "sources": [{"name": "g", "paths": "p/*.nc"}],
+           "chunks": {"time": 8}}  # fmt: skip
+    monkeypatch.setattr(prepare, "_BLOCK_BYTES", 1)  # one time chunk per block: 4 blocks
+    saved = prepare._save_state
+    calls = []
+
+    def stop_after_first_block(path, key, done):
+        saved(path, key, done)
+        calls.append(done)
+        if len(done) == 1:
+            raise KeyboardInterrupt  # as if killed after the first block
+
+    monkeypatch.setattr(prepare, "_save_state", stop_after_first_block)
+    with pytest.raises(KeyboardInterrupt):
+        run_prepare(from_dict(PrepareConfig, cfg), base_dir=tmp_path, log=lambda m: None,
+                    progress=False)  # fmt: skip
+    assert (tmp_path / ".s.zarr.partial").is_dir()
+    monkeypatch.setattr(prepare, "_save_state", saved)
+    write_product("cmems-glorys12", tmp_path / "p", ny=6, nx=8, days=32, days_per_file=32,
+                  flow="rigid")  # fmt: skip
+    run_prepare(from_dict(PrepareConfig, cfg), base_dir=tmp_path, log=lambda m: None,
+                progress=False)  # fmt: skip
+    fresh = {**cfg, "output": str(tmp_path / "fresh.zarr")}
+    run_prepare(from_dict(PrepareConfig, fresh), base_dir=tmp_path, log=lambda m: None,
+                progress=False)  # fmt: skip
+    with xr.open_zarr(tmp_path / "s.zarr") as a, xr.open_zarr(tmp_path / "fresh.zarr") as b:
+        for name in ("uo", "sithick"):
+            np.testing.assert_array_equal(a[name].values, b[name].values)

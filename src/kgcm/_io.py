@@ -295,6 +295,11 @@ def check_replaceable(target: str | os.PathLike[str], kind: str, *, overwrite: b
         with contextlib.suppress(OSError, ValueError):
             if "kgcm_prepare_config" in json.loads((target / ".zattrs").read_text()):
                 marker = {"kind": "prepare"}
+    if marker is None and kind in ("demo", "fit") and (target / "run.json").is_file():
+        # run folders written before markers existed: their run.json names the kgcm version
+        with contextlib.suppress(OSError, ValueError):
+            if "kgcm_version" in json.loads((target / "run.json").read_text()):
+                marker = {"kind": kind}
     if marker is None:
         raise OutputError(
             f"the output {os.fspath(target)!r} is a folder holding files kgcm did not write (no "
