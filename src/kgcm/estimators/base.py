@@ -56,6 +56,9 @@ class ValidatedData:
     feature_names: tuple[str, ...] | None
 
 
+#: the largest magnitude an input may hold: float32's range, in which the networks compute
+_LARGEST = float(np.finfo(np.float32).max)
+
 #: dimension names an xarray input may use, by role (inputs are put in this order by name)
 _DIM_ROLES = {
     "unit": ("unit", "units", "sample", "samples"),
@@ -111,6 +114,14 @@ def _as_float_array(value: Any, name: str, ndim: int, hint: str) -> np.ndarray:
             f"{name} holds {bad} NaN or infinite values of {arr.size}; estimators need complete "
             f"arrays. Drop the affected units, fill gaps (e.g. interpolate along time), or mask "
             f"land cells before building sequences."
+        )
+    big = float(np.abs(arr).max()) if arr.size else 0.0
+    if big > _LARGEST:
+        # the networks compute in float32: beyond its range a value becomes inf silently
+        raise InputError(
+            f"{name} holds values up to {big:.3g}, beyond what the models compute with "
+            f"(float32, up to {_LARGEST:.3g}); rescale {name} to moderate numbers (e.g. metres, "
+            f"m/s)."
         )
     return arr
 
