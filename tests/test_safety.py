@@ -518,3 +518,37 @@ def test_prepare_resume_restarts_when_inputs_change(tmp_path, monkeypatch) -> No
     with xr.open_zarr(tmp_path / "s.zarr") as a, xr.open_zarr(tmp_path / "fresh.zarr") as b:
         for name in ("uo", "sithick"):
             np.testing.assert_array_equal(a[name].values, b[name].values)
+
+
+def test_prepare_killed_while_removing_the_old_store(tmp_path, monkeypatch) -> None:
+    """Found by the fault suite: a prepare killed while deleting the store it replaced left that
+    half-deleted store under the name a rerun resumes from, and the rerun moved it into place."""
+    import kgcm._io as io
+    from kgcm.config import from_dict
+    from kgcm.prepare import PrepareConfig, open_prepared, run_prepare
+    from kgcm.synthetic.products import write_product
+
+    write_product("cmems-glorys12", tmp_path / "p", ny=6, nx=8, days=16, days_per_file=16)
+    cfg = from_dict(
+        PrepareConfig,
+        {"output": "s.zarr", "overwrite": True, "sources": [{"name": "g", "paths": "p/*.nc"}]},
+    )
+    run = lambda: run_prepare(cfg, base_dir=tmp_path, log=lambda m: None, progress=False)  # noqa: E731
+    run()
+    real = io.shutil.rmtree
+
+    def killed_half_way(path, ignore_errors=False):
+        if not (Path(path) / "manifest.json").is_file():  # not the replaced store
+            return real(path, ignore_errors=ignore_errors)
+        victim = next(p for p in Path(path).rglob("*") if p.is_file())
+        victim.unlink()  # part of the old store is gone, then the process dies
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(io.shutil, "rmtree", killed_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        run()
+    monkeypatch.setattr(io.shutil, "rmtree", real)
+    open_prepared(tmp_path / "s.zarr").load()  # the new store is in place
+    run()
+    open_prepared(tmp_path / "s.zarr").load()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []

@@ -35,6 +35,7 @@ __all__ = [
     "atomic_write_text",
     "check_name",
     "check_replaceable",
+    "clean_leftovers",
     "file_hash",
     "output_file",
     "output_folder",
@@ -347,16 +348,18 @@ def replace_folder(staging: Path, target: Path) -> None:
     if not target.exists():
         os.replace(staging, target)
         return
-    if _exchange(staging, target):
-        shutil.rmtree(staging, ignore_errors=True)
-        return
     old = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.old")
-    os.replace(target, old)
-    os.replace(staging, target)
+    if _exchange(staging, target):
+        # the old folder now has the staging name: move it out of the way before deleting it,
+        # so a run killed while deleting never leaves half a folder under a name a rerun trusts
+        os.replace(staging, old)
+    else:
+        os.replace(target, old)
+        os.replace(staging, target)
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _clean_leftovers(target: Path) -> None:
+def clean_leftovers(target: Path) -> None:
     """Remove staging folders of killed runs on this output (the caller holds its lock)."""
     for pattern in (f".{target.name}.*.partial", f".{target.name}.*.old"):
         for p in target.parent.glob(pattern):
@@ -389,7 +392,7 @@ def output_folder(
     staging = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.partial")
     try:
         check_replaceable(target, kind, overwrite=overwrite)
-        _clean_leftovers(target)
+        clean_leftovers(target)
         try:
             if keep_existing and target.is_dir():
                 shutil.copytree(target, staging, copy_function=_link_or_copy, symlinks=True)

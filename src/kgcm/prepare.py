@@ -245,7 +245,7 @@ def run_prepare(
     progress: bool = True,
 ) -> PrepareResult:
     """Run the whole preparation; returns where the store is and what it holds."""
-    from kgcm._io import OutputLock, check_replaceable
+    from kgcm._io import OutputLock, check_replaceable, clean_leftovers
 
     base = Path(base_dir) if base_dir is not None else Path.cwd()
     output = _resolve(base, config.output)
@@ -253,6 +253,7 @@ def run_prepare(
     # an empty folder or a store kgcm prepare wrote is ever replaced
     with OutputLock(output):
         check_replaceable(output, "prepare", overwrite=config.overwrite)
+        clean_leftovers(output)  # old stores a killed swap left behind
         return _run_prepare(config, base, output, log=log, progress=progress)
 
 
@@ -759,8 +760,10 @@ def _write_zarr(
     # the marker says the store is kgcm's (so overwrite may replace it later); a store's chunks
     # are too many to hash, so it lists no files
     write_marker(partial, "prepare", files=False)
-    replace_folder(partial, output)
+    # forget the progress before the swap: a run killed after it finds no state and starts over
+    # rather than trusting a folder that may no longer be this one
     done_file.unlink()
+    replace_folder(partial, output)
 
 
 def _save_state(path: Path, key: str, done: list[int]) -> None:
