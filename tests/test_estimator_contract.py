@@ -63,11 +63,17 @@ def test_load_names_a_layout_mismatch(tmp_path, data_for) -> None:
     payload = torch.load(path, weights_only=True)
     del payload["common"]["t_scaler_"]  # as if saved by an older layout
     torch.save(payload, path)
+    with pytest.raises(InputError, match=r"is damaged.*checksum"):
+        kgcm.load(path)  # edited after saving: refused by the checksum first
+    from kgcm.estimators.base import payload_digest
+
+    payload["checksum"] = payload_digest(payload)  # written that way by an older layout
+    torch.save(payload, path)
     with pytest.raises(InputError, match=r"does not match this kgcm.*refit and save"):
         kgcm.load(path)
     payload["format_version"] = 99
     torch.save(payload, path)
-    with pytest.raises(InputError, match=r"format 99.*reads format 1"):
+    with pytest.raises(InputError, match=r"format 99.*reads format 2"):
         kgcm.load(path)
 
 

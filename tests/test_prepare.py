@@ -10,7 +10,7 @@ import pytest
 import xarray as xr
 
 from kgcm.config import from_dict
-from kgcm.errors import ConfigError, DataError
+from kgcm.errors import ConfigError, DataError, OutputError
 from kgcm.prepare import PrepareConfig, area_mean, open_prepared, run_prepare
 from kgcm.readers import open_dataset as kgcm_open
 from kgcm.regrid import NearestRegridder, polar_stereographic_grid
@@ -153,7 +153,7 @@ def test_errors_are_clear(products, tmp_path) -> None:
     assert ds.sizes["time"] == 20
     # an existing output is not overwritten silently
     cfg2 = from_dict(PrepareConfig, {**_config_dict(cfg), "overwrite": False})
-    with pytest.raises(DataError, match="exists already"):
+    with pytest.raises(OutputError, match="exists already"):
         run_prepare(cfg2, log=lambda m: None, progress=False)
     # a region with no data
     empty = _config(products, output=str(tmp_path / "x.zarr"), region=[50.0, 55.0, 0.0, 10.0])

@@ -98,7 +98,7 @@ def simulate(
     set_: SetOpt = None,
 ) -> None:
     """Write the arctic simulator's observables to a CF NetCDF file."""
-    from kgcm._io import atomic_path
+    from kgcm._io import output_file
     from kgcm.config import DemoConfig, load_config
     from kgcm.synthetic.arctic import simulate_arctic
 
@@ -108,9 +108,24 @@ def simulate(
     except KgcmError as exc:
         _fail(exc)
         return
-    with atomic_path(out) as tmp:
-        sim.dataset.to_netcdf(tmp, engine="netcdf4")
+    try:
+        with output_file(out, _is_simulation) as tmp:
+            sim.dataset.to_netcdf(tmp, engine="netcdf4")
+    except KgcmError as exc:
+        _fail(exc)
+        return
     stdout.print(f"wrote {out} ({dict(sim.dataset.sizes)})")
+
+
+def _is_simulation(path: Path) -> bool:
+    """Whether ``path`` is a file ``kgcm simulate`` wrote (the only kind it replaces)."""
+    import xarray as xr
+
+    try:
+        with xr.open_dataset(path) as ds:
+            return str(ds.attrs.get("title", "")).startswith("kgcm arctic simulator")
+    except Exception:
+        return False
 
 
 @app.command()

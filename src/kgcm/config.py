@@ -8,6 +8,7 @@ run is reproducible from its output folder.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import os
 import tomllib
 import types
@@ -138,6 +139,9 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if origin is dict or tp is dict:
         if not isinstance(value, Mapping):
             raise ConfigError(f"{where} must be a table; got {value!r}.")
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is not Any:  # e.g. chunks: dict[str, int]
+            return {k: _coerce(v, args[1], f"{where}.{k}") for k, v in value.items()}
         return dict(value)
     if tp is bool:
         if not isinstance(value, bool):
@@ -152,6 +156,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             raise ConfigError(f"{where} must be a number; got {value!r}.")
         return float(value)
     if tp is str:
+        if isinstance(value, datetime.date | datetime.time):
+            return value.isoformat()  # TOML and YAML read 2020-03-01 as a date; kgcm keeps text
         if not isinstance(value, str):
             raise ConfigError(f"{where} must be a string; got {value!r}.")
         return value
@@ -196,30 +202,88 @@ def to_dict(config: Any) -> dict[str, Any]:
 # files and overrides
 
 
-def read_mapping(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a TOML (``.toml``) or YAML (``.yaml``/``.yml``) file into a dict."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file {os.fspath(p)!r} does not exist.")
-    suffix = p.suffix.lower()
-    text = p.read_text(encoding="utf-8")
-    try:
-        if suffix == ".toml":
-            return tomllib.loads(text)
-        if suffix in (".yaml", ".yml"):
-            import yaml
+#: config files are small; a bigger one is a mistake (or an attack on the parser)
+MAX_CONFIG_BYTES = 1 << 20
 
-            data = yaml.safe_load(text) or {}
-            if not isinstance(data, dict):
-                raise ConfigError(f"{os.fspath(p)!r} must hold a mapping at the top level.")
-            return data
-    except (tomllib.TOMLDecodeError, ValueError) as exc:
-        raise ConfigError(f"could not parse {os.fspath(p)!r}: {exc}") from exc
-    except Exception as exc:  # yaml errors
-        if exc.__class__.__module__.startswith("yaml"):
-            raise ConfigError(f"could not parse {os.fspath(p)!r}: {exc}") from exc
-        raise
-    raise ConfigError(f"config {os.fspath(p)!r} must end in .toml, .yaml or .yml.")
+
+def read_mapping(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a TOML (``.toml``) or YAML (``.yaml``/``.yml``) file into a dict.
+
+    The file must be a regular UTF-8 file of at most 1 MiB. Duplicate keys are refused in both
+    formats (TOML refuses them itself); YAML anchors and aliases are refused before anything is
+    built, so a small file cannot expand into a huge one.
+    """
+    p = Path(path)
+    where = os.fspath(p)
+    if not p.exists():
+        raise ConfigError(f"config file {where!r} does not exist.")
+    if not p.is_file():
+        raise ConfigError(f"config {where!r} is not a regular file (a folder, pipe or device).")
+    suffix = p.suffix.lower()
+    if suffix not in (".toml", ".yaml", ".yml"):
+        raise ConfigError(f"config {where!r} must end in .toml, .yaml or .yml.")
+    size = p.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"config {where!r} is {size:,} bytes; a kgcm config is at most "
+            f"{MAX_CONFIG_BYTES:,} (1 MiB). Is this the right file?"
+        )
+    try:
+        text = p.read_bytes()[: MAX_CONFIG_BYTES + 1].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"config {where!r} is not UTF-8 text (byte {exc.start}); give a TOML or YAML file."
+        ) from exc
+    if suffix == ".toml":
+        try:
+            return tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"could not parse {where!r}: {exc}") from exc
+    import yaml
+
+    try:
+        data = yaml.load(text, Loader=_strict_yaml_loader()) or {}  # a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"could not parse {where!r}: {exc}") from exc
+    except _YamlRefused as exc:
+        raise ConfigError(f"could not use {where!r}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where!r} must hold a mapping at the top level.")
+    return data
+
+
+class _YamlRefused(Exception):
+    pass
+
+
+def _strict_yaml_loader() -> type:
+    """A SafeLoader that refuses anchors/aliases and duplicate keys."""
+    import yaml
+
+    class Strict(yaml.SafeLoader):
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            event = self.peek_event()
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                line = event.start_mark.line + 1
+                raise _YamlRefused(
+                    f"line {line}: YAML anchors and aliases (&name, *name) are not allowed in "
+                    f"kgcm configs; write the values out."
+                )
+            return super().compose_node(parent, index)
+
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                if key in seen:
+                    raise _YamlRefused(
+                        f"line {key_node.start_mark.line + 1}: key {key!r} appears twice in one "
+                        f"table; keep one (YAML would silently take the last)."
+                    )
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    return Strict
 
 
 def _parse_value(text: str) -> Any:
@@ -231,8 +295,31 @@ def _parse_value(text: str) -> Any:
         return text
 
 
-def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """Apply ``key.sub=value`` overrides to a nested dict (returns a new dict)."""
+def _field_type(cls: Any, parts: Sequence[str]) -> Any:
+    """The declared type of the config field at ``parts`` (None below a free-form table)."""
+    tp = cls
+    for part in parts:
+        if not (dataclasses.is_dataclass(tp) and isinstance(tp, type)):
+            return None
+        hints = typing.get_type_hints(tp)
+        if part not in hints:
+            return None
+        tp = hints[part]
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if typing.get_origin(tp) in (typing.Union, types.UnionType) and len(args) == 1:
+            tp = args[0]
+    return tp
+
+
+def apply_overrides(
+    data: dict[str, Any], overrides: Sequence[str], schema: Any = None
+) -> dict[str, Any]:
+    """Apply ``key.sub=value`` overrides to a nested dict (returns a new dict).
+
+    Values are read as TOML (numbers, booleans, lists, dates, quoted strings). With ``schema``
+    (the config class) a field declared as text takes the value as written, so
+    ``--set start=2020-03-01`` or ``--set name=2024`` give the strings the config expects.
+    """
     out = to_dict(data)
     for item in overrides:
         if "=" not in item:
@@ -244,7 +331,10 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r}: {part!r} is not a table.")
-        node[parts[-1]] = _parse_value(raw.strip())
+        value = _parse_value(raw.strip())
+        if schema is not None and _field_type(schema, parts) is str and not isinstance(value, str):
+            value = raw.strip()
+        node[parts[-1]] = value
     return out
 
 
@@ -253,7 +343,7 @@ def load_config(
 ) -> C:
     """Defaults, updated by a file, updated by ``key=value`` overrides; then validated."""
     data = to_dict(cls()) if path is None else read_mapping(path)
-    data = apply_overrides(data, overrides)
+    data = apply_overrides(data, overrides, schema=cls)
     return from_dict(cls, data)
 
 

@@ -14,6 +14,7 @@ __all__ = [
     "InputError",
     "KgcmError",
     "NotFittedError",
+    "OutputError",
     "WeakOverlapError",
     "did_you_mean",
 ]
@@ -49,3 +50,8 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """Return ``" Did you mean 'x'?"`` for the closest choice, or ``""``."""
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
     return f" Did you mean {close[0]!r}?" if close else ""
+
+
+class OutputError(KgcmError, OSError):
+    """An output path that cannot be written as asked: not a folder, not writable, in use by
+    another run, or holding files kgcm did not write."""

@@ -24,7 +24,6 @@ import json
 import os
 import shutil
 import time as _time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -207,6 +206,21 @@ class PrepareConfig:
             )
         if self.grid.kind == "source" and self.grid.source and self.grid.source not in names:
             raise ConfigError(f"grid.source {self.grid.source!r} is not a source; have {names}.")
+        for which in ("start", "end"):
+            value = getattr(self, which)
+            if value:
+                try:
+                    pd.Timestamp(value)
+                except (ValueError, TypeError) as exc:
+                    raise ConfigError(
+                        f"{which} must be a date YYYY-MM-DD (or empty for what the sources "
+                        f"cover); got {value!r}."
+                    ) from exc
+        bad = {d: c for d, c in self.chunks.items() if not isinstance(c, int) or c < 0}
+        if bad:
+            raise ConfigError(
+                f"chunks must be whole numbers of steps/cells (0: the whole dim); got {bad}."
+            )
         unknown = set(self.chunks) - {"time", "y", "x"}
         if unknown:
             raise ConfigError(f"chunks has unknown dims {sorted(unknown)}; use time, y, x.")
@@ -232,14 +246,27 @@ def run_prepare(
     progress: bool = True,
 ) -> PrepareResult:
     """Run the whole preparation; returns where the store is and what it holds."""
-    started = _time.perf_counter()
+    from kgcm._io import OutputLock, check_replaceable, clean_leftovers
+
     base = Path(base_dir) if base_dir is not None else Path.cwd()
     output = _resolve(base, config.output)
-    if output.exists() and not config.overwrite:
-        raise DataError(
-            f"{output} exists already; choose another output or set overwrite = true "
-            f"(CLI: --overwrite)."
-        )
+    # the lock keeps a second prepare off this output for the whole run; only an absent path,
+    # an empty folder or a store kgcm prepare wrote is ever replaced
+    with OutputLock(output):
+        check_replaceable(output, "prepare", overwrite=config.overwrite)
+        clean_leftovers(output)  # old stores a killed swap left behind
+        return _run_prepare(config, base, output, log=log, progress=progress)
+
+
+def _run_prepare(
+    config: PrepareConfig,
+    base: Path,
+    output: Path,
+    *,
+    log: Callable[[str], None],
+    progress: bool,
+) -> PrepareResult:
+    started = _time.perf_counter()
     opened = {s.name: _open_source(s, config, base, log) for s in config.sources}
     gridded = {n: "y" in ds.dims for n, ds in opened.items()}
     if len(set(gridded.values())) > 1:
@@ -269,8 +296,9 @@ def run_prepare(
     # Each open NetCDF file keeps its last-read chunk per variable in the netCDF-C chunk cache,
     # and xarray keeps up to 128 files open: with one file a day that is 128 days of data held
     # for nothing. Streaming needs only the files of the block being written.
+    inputs = input_fingerprint(config, base)
     with xr.set_options(file_cache_maxsize=_OPEN_FILES):
-        _write_zarr(ds, output, config, progress=progress)
+        _write_zarr(ds, output, config, progress=progress, inputs=inputs)
     seconds = _time.perf_counter() - started
     return PrepareResult(
         path=output,
@@ -672,21 +700,70 @@ def _finalize(ds: xr.Dataset, config: PrepareConfig) -> xr.Dataset:
     return ds.chunk(chunks)
 
 
-def _write_zarr(ds: xr.Dataset, output: Path, config: PrepareConfig, *, progress: bool) -> None:
+def _file_fingerprint(path: Path) -> list[Any]:
+    """Size, mtime and a hash of the first and last MiB of a file (or of every file of a
+    folder such as a Zarr store): cheap, yet it changes when a file is replaced or rewritten."""
+    import hashlib
+
+    if path.is_dir():
+        return [
+            [p.relative_to(path).as_posix(), *_file_fingerprint(p)]
+            for p in sorted(path.rglob("*"))
+            if p.is_file()
+        ]
+    st = path.stat()
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        h.update(f.read(1 << 20))
+        if st.st_size > 2 << 20:
+            f.seek(-(1 << 20), os.SEEK_END)
+        h.update(f.read(1 << 20))
+    return [st.st_size, st.st_mtime_ns, h.hexdigest()]
+
+
+def input_fingerprint(config: PrepareConfig, base: Path) -> str:
+    """A key over every input file of ``config`` (paths, sizes, mtimes, content hashes) and the
+    kgcm version: the resume key of a partial store, so changed inputs start the store over."""
+    import hashlib
+
+    from kgcm.readers.base import expand_paths
+
+    entries: list[Any] = [_version()]
+    for source in config.sources:
+        paths = [source.paths] if isinstance(source.paths, str) else list(source.paths)
+        files = expand_paths([str(_resolve(base, p)) for p in paths])
+        extra = [
+            Path(_resolve(base, v))
+            for k, v in sorted(source.options.items())
+            if k in ("grid", "mask", "kmt", "mesh_mask") and isinstance(v, str)
+        ]
+        for f in [*files, *extra]:
+            if f.exists():
+                entries.append([source.name, str(f.resolve()), _file_fingerprint(f)])
+    return hashlib.sha256(json.dumps(entries).encode()).hexdigest()
+
+
+def _write_zarr(
+    ds: xr.Dataset, output: Path, config: PrepareConfig, *, progress: bool, inputs: str = ""
+) -> None:
     """Write ``ds`` block by block along time into a partial store, then rename it into place.
 
     Each block is one Zarr chunk along time, computed and written on its own
     (``to_zarr(region=...)``), so memory holds one block of the grid whatever the record length.
-    The partial store remembers finished blocks: rerunning the same config after an
-    interruption continues where it stopped; another config starts over.
+    The partial store remembers finished blocks under a key of the config, the sizes and the
+    inputs (``inputs``: :func:`input_fingerprint`): rerunning the same config on the same files
+    after an interruption continues where it stopped; another config, or an input file changed
+    in between, starts over. The caller holds the output's lock.
     """
     import hashlib
+
+    from kgcm._io import replace_folder, write_marker
 
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(f".{output.name}.partial")
     done_file = output.with_name(f".{output.name}.partial.json")
     key = hashlib.sha256(
-        (ds.attrs["kgcm_prepare_config"] + repr(dict(ds.sizes))).encode()
+        (ds.attrs["kgcm_prepare_config"] + repr(dict(ds.sizes)) + inputs).encode()
     ).hexdigest()
     done: list[int] = []
     if partial.exists():
@@ -725,14 +802,13 @@ def _write_zarr(ds: xr.Dataset, output: Path, config: PrepareConfig, *, progress
             done.append(i)
             _save_state(done_file, key, done)
             advance()
+    # the marker says the store is kgcm's (so overwrite may replace it later); a store's chunks
+    # are too many to hash, so it lists no files
+    write_marker(partial, "prepare", files=False)
+    # forget the progress before the swap: a run killed after it finds no state and starts over
+    # rather than trusting a folder that may no longer be this one
     done_file.unlink()
-    if output.exists():
-        old = output.with_name(f".{output.name}.{uuid.uuid4().hex[:8]}.old")
-        output.rename(old)
-        partial.rename(output)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        partial.rename(output)
+    replace_folder(partial, output)
 
 
 def _save_state(path: Path, key: str, done: list[int]) -> None:

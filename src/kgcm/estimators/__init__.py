@@ -73,6 +73,11 @@ def load(path: str | os.PathLike[str]) -> Any:
     """Read an estimator written by ``save``."""
     import torch
 
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise InputError(
+            f"{os.fspath(path)!r} is not a regular file (a folder, pipe or device); give the "
+            f"path of a model file written by est.save()."
+        )
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -87,7 +92,16 @@ def load(path: str | os.PathLike[str]) -> Any:
     from kgcm.estimators.base import FORMAT_VERSION, _version
 
     written = f"kgcm {payload.get('kgcm_version', '?')}, format {payload.get('format_version')}"
-    if payload.get("format_version") != FORMAT_VERSION:
+    if payload.get("format_version") == FORMAT_VERSION:
+        from kgcm.estimators.base import payload_digest
+
+        if payload.get("checksum") != payload_digest(payload):
+            raise InputError(
+                f"{os.fspath(path)!r} is damaged: its content does not match the checksum "
+                f"written with it (a corrupted or partly overwritten file). Restore it from a "
+                f"copy, or refit and save."
+            )
+    elif payload.get("format_version") != FORMAT_VERSION:
         raise InputError(
             f"{os.fspath(path)!r} was written by {written}; this kgcm ({_version()}) reads "
             f"format {FORMAT_VERSION}. Load it with the kgcm that wrote it, or refit and save."

@@ -22,6 +22,8 @@ and the model, and sets fitted attributes ending in ``_``. A subclass implements
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import inspect
 import io
 import os
@@ -32,12 +34,12 @@ import numpy as np
 import xarray as xr
 
 from kgcm._io import atomic_write_bytes
-from kgcm.errors import InputError, NotFittedError
+from kgcm.errors import ConfigError, InputError, NotFittedError
 
 __all__ = ["BaseEstimator", "Standardizer", "ValidatedData", "validate_inputs"]
 
 FORMAT = "kgcm-estimator"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: a checksum over the content (payload_digest)
 
 
 # --------------------------------------------------------------------------------------------
@@ -54,9 +56,47 @@ class ValidatedData:
     feature_names: tuple[str, ...] | None
 
 
+#: the largest magnitude an input may hold: float32's range, in which the networks compute
+_LARGEST = float(np.finfo(np.float32).max)
+
+#: dimension names an xarray input may use, by role (inputs are put in this order by name)
+_DIM_ROLES = {
+    "unit": ("unit", "units", "sample", "samples"),
+    "step": ("step", "steps", "time"),
+    "feature": ("feature", "features", "variable", "covariate"),
+}
+
+
+def _by_dim_name(value: xr.DataArray, name: str, ndim: int) -> np.ndarray:
+    """The values of a DataArray in ``(unit, step[, feature])`` order, found by dim name.
+
+    Default names (``dim_0``...) are taken in order; named dims must say their role, so a
+    ``(time, unit)`` array is transposed rather than read with time as units.
+    """
+    dims = [str(d) for d in value.dims]
+    if all(d.startswith("dim_") for d in dims):
+        return value.values
+    roles = ["unit", "step", "feature"][:ndim]
+    order = []
+    for role in roles:
+        found = [d for d in dims if d in _DIM_ROLES[role]]
+        if len(found) != 1:
+            expected = ", ".join(f"{r} ({'/'.join(_DIM_ROLES[r])})" for r in roles)
+            raise InputError(
+                f"{name} is a DataArray with dims {tuple(dims)}; kgcm reads xarray inputs by "
+                f"dimension name and needs one dim for each of: {expected}. Rename the dims "
+                f"(da.rename(...)) or pass a NumPy array in (n_units, n_steps"
+                f"{', n_features' if ndim == 3 else ''}) order."
+            )
+        order.append(found[0])
+    if len(dims) != ndim:
+        raise InputError(f"{name} must have {ndim} dimensions {tuple(roles)}; got {tuple(dims)}.")
+    return value.transpose(*order).values
+
+
 def _as_float_array(value: Any, name: str, ndim: int, hint: str) -> np.ndarray:
     if isinstance(value, xr.DataArray):
-        value = value.values
+        value = _by_dim_name(value, name, ndim)
     try:
         arr = np.asarray(value)
     except Exception as exc:  # pragma: no cover - defensive
@@ -75,12 +115,21 @@ def _as_float_array(value: Any, name: str, ndim: int, hint: str) -> np.ndarray:
             f"arrays. Drop the affected units, fill gaps (e.g. interpolate along time), or mask "
             f"land cells before building sequences."
         )
+    big = float(np.abs(arr).max()) if arr.size else 0.0
+    if big > _LARGEST:
+        # the networks compute in float32: beyond its range a value becomes inf silently
+        raise InputError(
+            f"{name} holds values up to {big:.3g}, beyond what the models compute with "
+            f"(float32, up to {_LARGEST:.3g}); rescale {name} to moderate numbers (e.g. metres, "
+            f"m/s)."
+        )
     return arr
 
 
 def _feature_names_of(X: Any) -> tuple[str, ...] | None:
     if isinstance(X, xr.DataArray) and X.ndim == 3:
-        dim = X.dims[-1]
+        named = [d for d in X.dims if str(d) in _DIM_ROLES["feature"]]
+        dim = named[0] if named else X.dims[-1]
         if dim in X.coords:
             return tuple(str(v) for v in X.coords[dim].values)
     return None
@@ -198,6 +247,23 @@ class BaseEstimator:
         "sequence": True,
     }
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Check the settings every estimator shares (``seed``, ``training``) when it is built,
+        so ``seed='zero'`` fails at construction, not minutes later inside ``fit``."""
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if not inspect.isfunction(init) or getattr(init, "_kgcm_checked", False):
+            return  # none, or a partialmethod that calls a checked parent
+
+        @functools.wraps(init)
+        def checked(self: BaseEstimator, *args: Any, **kw: Any) -> None:
+            init(self, *args, **kw)
+            if _outermost_init(type(self)) is checked:  # checked once, when all is set
+                _check_shared_params(self)
+
+        checked._kgcm_checked = True  # type: ignore[attr-defined]
+        cls.__init__ = checked  # type: ignore[method-assign]
+
     # ---- parameters (scikit-learn style) -------------------------------------------------
     @classmethod
     def _param_names(cls) -> list[str]:
@@ -223,6 +289,14 @@ class BaseEstimator:
                 f"n_features) with n_features >= 1 to infer the hidden state; got X=None or "
                 f"zero features. Pass the observed drivers (e.g. SSH and velocity) as X."
             )
+        for what, arr in (("Y", data.Y), ("T", data.T), ("X", data.X)):
+            with np.errstate(over="ignore", invalid="ignore"):
+                sd = arr.std(axis=tuple(range(arr.ndim - 1))) if what == "X" else arr.std()
+            if arr.size and not np.all(np.isfinite(sd)):
+                raise InputError(
+                    f"{what}'s values (largest magnitude {np.abs(arr).max():.3g}) are too large "
+                    f"to standardise in float64; rescale {what} (e.g. to metres or m/s)."
+                )
         self.n_features_in_ = int(data.X.shape[2])
         self.n_steps_in_ = int(data.T.shape[1])
         self.feature_names_in_ = self._resolve_feature_names(data)
@@ -230,13 +304,18 @@ class BaseEstimator:
         self.t_scaler_ = Standardizer.fit(data.T, per_feature=False)
         self.x_scaler_ = Standardizer.fit(data.X, per_feature=True)
         self._fit(data)
+        # a diverged fit shows in its predictions; look at a few training units only (a model
+        # fitted on a grid predicts whole grids: its results are checked in predict/effect)
+        if not getattr(self, "spatial_", False):
+            probe = slice(0, min(64, data.T.shape[0]))
+            self._check_finite(self._predict(data.X[probe], data.T[probe]), "fitted predictions")
         return self
 
     def predict(self, X: Any | None, T: Any) -> np.ndarray:
         """Outcome under treatment path ``T``: ``(n_units, n_steps)`` in the outcome's units."""
         self._check_fitted()
         data = validate_inputs(None, T, X, n_features=self.n_features_in_)
-        return self._predict(data.X, data.T)
+        return self._check_finite(self._predict(data.X, data.T), "predictions")
 
     def effect(self, X: Any | None = None, *, T0: Any, T1: Any) -> np.ndarray:
         """Effect ``Y_t(T1) − Y_t(T0)`` per unit and step, ``(n_units, n_steps)``.
@@ -247,16 +326,17 @@ class BaseEstimator:
         X_arr, T0_arr, T1_arr = self._validate_paths(X, T0, T1)
         draws = self._effect_draws(X_arr, T0_arr, T1_arr)
         if draws is None:
-            return self._predict(X_arr, T1_arr) - self._predict(X_arr, T0_arr)
-        return draws.mean(axis=0)
+            out = self._predict(X_arr, T1_arr) - self._predict(X_arr, T0_arr)
+        else:
+            out = draws.mean(axis=0)
+        return self._check_finite(out, "effects")
 
     def effect_interval(
         self, X: Any | None = None, *, T0: Any, T1: Any, alpha: float = 0.05
     ) -> tuple[np.ndarray, np.ndarray]:
         """Equal-tailed ``1 − alpha`` interval of the effect: ``(lower, upper)``, each (n, t)."""
         self._check_fitted()
-        if not (isinstance(alpha, float | int) and 0.0 < alpha < 1.0):
-            raise InputError(f"alpha must be a number in (0, 1); got {alpha!r}.")
+        _check_alpha(alpha)
         X_arr, T0_arr, T1_arr = self._validate_paths(X, T0, T1)
         draws = self._effect_draws(X_arr, T0_arr, T1_arr)
         if draws is None:
@@ -264,6 +344,7 @@ class BaseEstimator:
                 f"{type(self).__name__} gives point effects only; use an estimator whose "
                 f"tags include intervals=True (kgcm.list_estimators(intervals=True))."
             )
+        self._check_finite(draws, "effect draws")
         lower, upper = np.quantile(draws, [alpha / 2.0, 1.0 - alpha / 2.0], axis=0)
         return lower, upper
 
@@ -272,10 +353,12 @@ class BaseEstimator:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(effect, lower, upper)`` from one set of posterior draws (cheaper than both)."""
         self._check_fitted()
+        _check_alpha(alpha)
         X_arr, T0_arr, T1_arr = self._validate_paths(X, T0, T1)
         draws = self._effect_draws(X_arr, T0_arr, T1_arr)
         if draws is None:
             raise NotImplementedError(f"{type(self).__name__} gives point effects only.")
+        self._check_finite(draws, "effect draws")
         lower, upper = np.quantile(draws, [alpha / 2.0, 1.0 - alpha / 2.0], axis=0)
         return draws.mean(axis=0), lower, upper
 
@@ -313,6 +396,7 @@ class BaseEstimator:
             },
             "state": self._get_state(),
         }
+        payload["checksum"] = payload_digest(payload)
         buffer = io.BytesIO()
         torch.save(payload, buffer)
         atomic_write_bytes(path, buffer.getvalue())
@@ -358,6 +442,23 @@ class BaseEstimator:
                 f"give one name per covariate, in X's order."
             )
         return names
+
+    def _check_finite(self, values: np.ndarray, what: str) -> np.ndarray:
+        """Refuse NaN or infinite results, naming the likely causes (never returned silently)."""
+        if np.all(np.isfinite(values)):
+            return values
+        bad = int(values.size - np.count_nonzero(np.isfinite(values)))
+        y_scale = getattr(getattr(self, "y_scaler_", None), "scale", None)
+        training = getattr(self, "training", None)
+        lr = getattr(training, "learning_rate", None)
+        if isinstance(training, dict):
+            lr = training.get("learning_rate")
+        raise InputError(
+            f"{type(self).__name__}: {bad} of {values.size} {what} are NaN or infinite. Likely "
+            f"causes: the scale of Y (its standard deviation was {_fmt_scale(y_scale)}; rescale "
+            f"Y to moderate numbers), or a diverged fit (learning rate "
+            f"{lr if lr is not None else 'default'}; lower training.learning_rate and refit)."
+        )
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "n_features_in_"):
@@ -420,6 +521,77 @@ class MemberEnsemble:
             net = self._build()
             net.load_state_dict(weights)
             self.models_.append(net.eval())
+
+
+def _outermost_init(cls: type) -> Any:
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if inspect.isfunction(init):
+            return init
+    return None
+
+
+def _check_shared_params(est: BaseEstimator) -> None:
+    name = type(est).__name__
+    seed = getattr(est, "seed", None)
+    if "seed" in est._param_names() and (
+        isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0
+    ):
+        raise ConfigError(
+            f"{name}: seed must be a non-negative integer (e.g. seed=0); got {seed!r}."
+        )
+    if "training" in est._param_names():
+        from kgcm.estimators.training import TrainingConfig
+
+        TrainingConfig.coerce(getattr(est, "training", None))
+
+
+def _check_alpha(alpha: Any) -> None:
+    if isinstance(alpha, bool) or not isinstance(alpha, float | int) or not 0.0 < alpha < 1.0:
+        raise InputError(f"alpha must be a number in (0, 1), e.g. 0.05; got {alpha!r}.")
+
+
+def _fmt_scale(scale: Any) -> str:
+    try:
+        return f"{float(np.max(scale)):.3g}"
+    except (TypeError, ValueError):
+        return "unknown"
+
+
+def payload_digest(payload: Any) -> str:
+    """SHA-256 over a saved estimator's content (every key, value and tensor byte, the
+    ``checksum`` entry left out): ``kgcm.load`` recomputes it, so a damaged file is refused
+    instead of loading wrong weights."""
+    import torch
+
+    h = hashlib.sha256()
+
+    def feed(v: Any) -> None:
+        if isinstance(v, dict):
+            h.update(b"{")
+            for k in v:
+                if k == "checksum" and v is payload:
+                    continue
+                h.update(repr(k).encode())
+                feed(v[k])
+            h.update(b"}")
+        elif isinstance(v, list | tuple):
+            h.update(b"[" if isinstance(v, list) else b"(")
+            for x in v:
+                feed(x)
+            h.update(b"]")
+        elif isinstance(v, torch.Tensor):
+            t = v.detach().cpu().contiguous()
+            h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        elif isinstance(v, np.ndarray):
+            h.update(f"A{v.dtype}{v.shape}".encode())
+            h.update(np.ascontiguousarray(v).tobytes())
+        else:
+            h.update(f"{type(v).__name__}:{v!r};".encode())
+
+    feed(payload)
+    return h.hexdigest()
 
 
 def _version() -> str:

@@ -281,7 +281,8 @@ def _frames(
     steps = t.shape[1]
 
     def flat(a: torch.Tensor) -> torch.Tensor:
-        return a.reshape(-1, *a.shape[2:])
+        # explicit sizes: with no covariates (X=None) a block holds 0 elements and -1 is ambiguous
+        return a.reshape(a.shape[0] * a.shape[1], *a.shape[2:])
 
     def grid(a: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(layout.to_grid(a), dtype=torch.float32)
@@ -532,6 +533,12 @@ class GSTUNet(MemberEnsemble, BaseEstimator):
     def _fit(self, data: ValidatedData) -> None:
         training = self._check_params()
         assert data.Y is not None
+        if np.ptp(data.T) <= 1e-12 * max(1.0, float(np.abs(data.T).max())):
+            raise InputError(
+                "the treatment T is constant across all units and steps, so there is no "
+                "variation to learn an effect from. Pass a treatment that varies between units "
+                "or steps."
+            )
         n_units = data.T.shape[0]
         layout = self._layout(n_units, fitting=True)
         self.spatial_ = layout.spatial

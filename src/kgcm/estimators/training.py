@@ -85,6 +85,23 @@ class TrainingConfig:
     progress: bool | None = None
 
     def __post_init__(self) -> None:
+        import typing
+
+        hints = typing.get_type_hints(type(self))
+        kinds = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            allowed = [a for a in typing.get_args(hints[f.name]) or (hints[f.name],)]
+            if value is None and type(None) in allowed:
+                continue
+            base = next(a for a in allowed if a is not type(None))
+            ok = isinstance(value, base) and (base in (bool, str) or not isinstance(value, bool))
+            if base is float:
+                ok = isinstance(value, int | float) and not isinstance(value, bool)
+            if not ok:
+                raise ConfigError(
+                    f"training.{f.name} must be {kinds[base]} (e.g. {f.default!r}); got {value!r}."
+                )
         checks = {
             "max_epochs": self.max_epochs >= 1,
             "batch_size": self.batch_size is None or self.batch_size >= 1,

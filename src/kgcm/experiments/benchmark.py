@@ -52,9 +52,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from kgcm._io import atomic_write_text
+from kgcm._io import atomic_write_text, check_name
 from kgcm.config import dump_toml
-from kgcm.errors import ConfigError, InputError, KgcmError
+from kgcm.errors import ConfigError, InputError, KgcmError, did_you_mean
 
 __all__ = [
     "AblateConfig",
@@ -82,6 +82,7 @@ class DatasetSpec:
     params: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        check_name(self.name, "dataset name")  # it becomes a folder under cells/
         if self.kind not in KINDS:
             raise ConfigError(
                 f"dataset {self.name!r}: kind must be one of {KINDS}; got {self.kind!r}."
@@ -95,6 +96,9 @@ class EstimatorSpec:
     name: str
     label: str = ""
     params: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_name(self.key, "estimator label")  # it becomes a folder under cells/
 
     @property
     def key(self) -> str:
@@ -412,6 +416,34 @@ def _stored_spec(path: Path) -> str | None:
         return None
 
 
+_WATCHED: list[int] = []
+
+
+def _exit_with(main_pid: int) -> None:
+    """In a worker process: exit as soon as the benchmark process ``main_pid`` is gone.
+
+    A benchmark killed with SIGKILL cannot tell its workers to stop; without this they finish
+    their cell (minutes) and write it. The check runs in a daemon thread, once per worker.
+    """
+    import threading
+
+    if _WATCHED or os.getpid() == main_pid:
+        return  # already watching, or the benchmark process itself (n_jobs = 1)
+    _WATCHED.append(main_pid)
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            try:
+                os.kill(main_pid, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            except PermissionError:  # pragma: no cover - the pid now belongs to someone else
+                os._exit(1)
+
+    threading.Thread(target=watch, name="kgcm-exit-with-benchmark", daemon=True).start()
+
+
 def _run_and_store(
     path: Path,
     dataset: DatasetSpec,
@@ -420,9 +452,12 @@ def _run_and_store(
     tau: int,
     alpha: float,
     base_dir: Path | None,
+    main_pid: int | None = None,
 ) -> dict[str, Any]:
     import torch
 
+    if main_pid is not None:
+        _exit_with(main_pid)
     torch.set_num_threads(1)  # one core per worker: n_jobs workers share the machine
     row = run_cell(dataset, estimator, seed, tau=tau, alpha=alpha, base_dir=base_dir)
     row["spec"] = cell_spec(dataset, estimator, tau, alpha)
@@ -440,12 +475,101 @@ def run_benchmark(
     progress: bool = True,
 ) -> pd.DataFrame:
     """Run every missing cell, then write ``results.csv``, ``table.md``, ``paired.md`` and
-    ``pehe.png`` to the output folder. Returns the tidy results."""
-    from joblib import Parallel, delayed
+    ``pehe.png`` to the output folder. Returns the tidy results.
+
+    The folder is locked for the run (a second run on it gets an "in use" error); a grid whose
+    every cell fails is an error, not a table of "not applicable"."""
+
+    from kgcm._io import OutputLock
 
     out_dir = Path(out or config.out)
     base = Path(base_dir) if base_dir is not None else None
-    out_dir.mkdir(parents=True, exist_ok=True)
+    check_settings(config, base)
+    # one run per folder at a time; its cells are kept between runs (that is the resume), so
+    # the folder is claimed with a marker rather than replaced
+    with OutputLock(out_dir):
+        _claim(out_dir)
+        results = _run_grid(config, out_dir, base, log=log, progress=progress)
+    failed = results[results["status"] != "ok"]
+    if len(failed) == len(results):
+        first = failed["status"].iloc[0]
+        raise ConfigError(
+            f"no cell of the benchmark ran: all {len(results)} failed or were not applicable "
+            f"(first: {first[:300]}). Check the datasets and estimator params; per-cell "
+            f"statuses are in {out_dir / 'results.csv'}."
+        )
+    return results
+
+
+def check_settings(config: BenchmarkConfig, base: Path | None) -> None:
+    """Refuse mistakes in the grid's settings before anything runs (a typo in a parameter would
+    otherwise make every cell "not applicable" and the run look successful)."""
+    import inspect
+
+    from kgcm.config import from_dict
+    from kgcm.estimators import make_estimator
+    from kgcm.synthetic.arctic import ArcticConfig
+    from kgcm.synthetic.ihdp import load_ihdp
+
+    keys = [e.key for e in config.estimators]
+    if config.reference not in keys:
+        raise ConfigError(
+            f"reference {config.reference!r} is not an estimator label of the grid; have "
+            f"{keys}.{did_you_mean(config.reference, keys)}"
+        )
+    for e in config.estimators:
+        try:
+            make_estimator(e.name, seed=config.seeds[0], **e.params)
+        except ConfigError as exc:
+            raise ConfigError(f"estimator {e.key!r}: {exc}") from exc
+    for d in config.datasets:
+        params = dict(d.params)
+        if d.kind == "arctic":
+            for k in ("window", "test_fraction", "scale"):
+                params.pop(k, None)
+            from_dict(ArcticConfig, {**params, "seed": 0}, where=f"datasets.{d.name}.params")
+            continue
+        allowed = {"paper": {"csv", "recipe", "lag", "window", "test_fraction", "split_seed"}}.get(
+            d.kind, {"path"} | set(inspect.signature(load_ihdp).parameters) - {"path_or_dir"}
+        )
+        unknown = sorted(set(params) - allowed)
+        if unknown:
+            raise ConfigError(
+                f"dataset {d.name!r} ({d.kind}): unknown params {unknown}; valid: "
+                f"{sorted(allowed)}.{did_you_mean(unknown[0], allowed)}"
+            )
+
+
+def _claim(out_dir: Path) -> None:
+    """Use ``out_dir`` for a benchmark only if it is absent, empty or a benchmark folder."""
+    from kgcm._io import check_replaceable, read_marker, write_marker
+
+    legacy = read_marker(out_dir) is None and (out_dir / "cells").is_dir()
+    if not legacy:
+        check_replaceable(out_dir, "benchmark", overwrite=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if read_marker(out_dir) is None:
+            write_marker(out_dir, "benchmark", files=False)
+    except OSError as exc:
+        from kgcm.errors import OutputError
+
+        raise OutputError(
+            f"cannot write the benchmark folder {out_dir}: {exc.strerror or exc}; choose a "
+            f"writable --out."
+        ) from exc
+
+
+def _run_grid(
+    config: BenchmarkConfig,
+    out_dir: Path,
+    base: Path | None,
+    *,
+    log: Callable[[str], None],
+    progress: bool,
+) -> pd.DataFrame:
+    from joblib import Parallel, delayed
+
     atomic_write_text(out_dir / "config.toml", dump_toml(config))
     cells = [(d, e, s) for d in config.datasets for e in config.estimators for s in config.seeds]
     # seed-major order: a run stopped part-way leaves every estimator with about the same n
@@ -466,7 +590,14 @@ def run_benchmark(
     if todo:
         jobs = (
             delayed(_run_and_store)(
-                _cell_path(out_dir, d.name, e.key, s), d, e, s, config.tau, config.alpha, base
+                _cell_path(out_dir, d.name, e.key, s),
+                d,
+                e,
+                s,
+                config.tau,
+                config.alpha,
+                base,
+                os.getpid(),
             )
             for d, e, s in todo
         )

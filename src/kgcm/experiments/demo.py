@@ -27,7 +27,7 @@ import numpy as np
 import xarray as xr
 
 from kgcm import __version__
-from kgcm._io import atomic_path, atomic_write_text
+from kgcm._io import atomic_path, atomic_write_text, output_folder
 from kgcm.config import DemoConfig, dump_toml
 from kgcm.estimators import make_estimator
 from kgcm.metrics import score_effects
@@ -59,7 +59,28 @@ def run_demo(
     ``T1``; weak overlap stops the job with :class:`~kgcm.errors.WeakOverlapError` unless
     ``allow_weak_overlap``. The report is the ``overlap`` entry of ``metrics.json`` and
     ``run.json``.
+
+    The folder is a transaction (:func:`kgcm._io.output_folder`): written complete beside it and
+    moved into place at the end, so a failed, killed or concurrent run never leaves a mix.
     """
+    target = Path(out_dir)
+    with output_folder(target, "demo") as staging:
+        result = _run_demo(
+            config,
+            staging,
+            log=lambda m: log(m.replace(str(staging), str(target))),
+            allow_weak_overlap=allow_weak_overlap,
+        )
+    return DemoResult(metrics=result.metrics, out_dir=target, seconds=result.seconds)
+
+
+def _run_demo(
+    config: DemoConfig,
+    out_dir: str | os.PathLike[str],
+    *,
+    log: Log,
+    allow_weak_overlap: bool = False,
+) -> DemoResult:
     from kgcm.overlap import require_overlap
 
     out = Path(out_dir)

@@ -28,10 +28,10 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from kgcm._io import atomic_path, atomic_write_bytes, atomic_write_text
+from kgcm._io import atomic_path, atomic_write_bytes, atomic_write_text, output_folder
 from kgcm.bounds import physical_bounds
 from kgcm.config import EstimatorConfig, ScenarioConfig, dump_toml, from_dict, read_mapping
-from kgcm.errors import ConfigError, DataError
+from kgcm.errors import ConfigError, DataError, OutputError
 from kgcm.experiments.outcome import OutcomeDesign, design_outcome
 from kgcm.references import ReferenceScore
 from kgcm.sequences import SequenceSet, split_units, to_sequences
@@ -269,7 +269,30 @@ def run_fit(
     Weak overlap (:func:`kgcm.check_overlap` on the sequences) stops the run with
     :class:`~kgcm.errors.WeakOverlapError` unless ``allow_weak_overlap``; the report is
     written into ``metrics.json`` as ``overlap``.
+
+    The folder is a transaction (:func:`kgcm._io.output_folder`): written complete beside it and
+    moved into place at the end, so a failed, killed or concurrent run never leaves a mix.
     """
+    target = Path(out_dir)
+    with output_folder(target, "fit") as staging:
+        result = _run_fit(
+            config,
+            staging,
+            base_dir=base_dir,
+            log=lambda m: log(m.replace(str(staging), str(target))),
+            allow_weak_overlap=allow_weak_overlap,
+        )
+    return FitResult(out_dir=target, metrics=result.metrics)
+
+
+def _run_fit(
+    config: FitConfig,
+    out_dir: str | os.PathLike[str],
+    *,
+    base_dir: str | os.PathLike[str] | None,
+    log: Log,
+    allow_weak_overlap: bool = False,
+) -> FitResult:
     from kgcm.estimators import make_estimator
     from kgcm.overlap import require_overlap
 
@@ -464,8 +487,15 @@ def load_run(run_dir: str | os.PathLike[str], *, log: Log = print) -> LoadedRun:
     run = Path(run_dir)
     config = load_run_config(run)
     est = load(run / "model.kgcm")
-    split = np.load(run / "split.npz")
-    prep = _prepare(config, None, log, split=(split["train"], split["test"]))
+    try:
+        with np.load(run / "split.npz") as saved:
+            split = tuple(np.asarray(saved[k], dtype=np.int64) for k in ("train", "test"))
+    except Exception as exc:
+        raise DataError(
+            f"{run / 'split.npz'} cannot be read ({exc.__class__.__name__}: {exc}); it is damaged "
+            f"or missing. Run kgcm fit again."
+        ) from exc
+    prep = _prepare(config, None, log, split=split)
     return LoadedRun(run_dir=run, config=config, estimator=est, prep=prep)
 
 
@@ -522,11 +552,132 @@ def run_effect(
     the scenario (:func:`kgcm.check_overlap` with ``T1``) stops the run unless
     ``allow_weak_overlap``; the report goes into the summary as ``overlap`` (and a warning into
     ``effects.nc``).
+    The run folder's files are checked against the hashes the fit recorded; the effect files
+    are written as one transaction (into the run folder by default, or beside ``out``), so a
+    killed run leaves the old set or the new.
     """
+    from kgcm._io import read_marker, verify_folder, write_marker
+
+    run = Path(run_dir)
+    if alpha is not None and (
+        isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 < alpha < 1
+    ):
+        raise ConfigError(f"alpha must be a number in (0, 1), e.g. 0.05; got {alpha!r}.")
+    load_run_config(run)
+    if read_marker(run) is None and (run / "model.kgcm").is_file():
+        log(f"note: {run} predates kgcm's output manifests; recording its files now")
+        write_marker(run, "fit")
+    verify_folder(run, "fit", ("config.toml", "model.kgcm", "split.npz"))
+    out_path = Path(out) if out is not None else run / "effects.nc"
+
+    def run_in(folder: Path) -> dict[str, Any]:
+        def relay(msg: str) -> None:
+            log(msg.replace(str(folder / out_path.name), str(out_path)))
+
+        summary = _run_effect(
+            run,
+            scenario=scenario,
+            units=units,
+            out=folder / out_path.name,
+            alpha=alpha,
+            year=year,
+            log=relay,
+            allow_weak_overlap=allow_weak_overlap,
+        )
+        summary["effects_file"] = str(out_path)
+        return summary
+
+    if out_path.parent.resolve() == run.resolve():
+        with output_folder(run, "fit", keep_existing=True) as staging:
+            summary = run_in(staging)
+            atomic_write_text(
+                staging / out_path.with_suffix(".json").name, json.dumps(summary, indent=2) + "\n"
+            )
+        return summary
+    return _effect_elsewhere(out_path, run_in)
+
+
+#: The figures ``kgcm effect`` may draw beside ``effects.nc`` (``effects_<name>.png``).
+EFFECT_FIGURES = ("map", "seasons_map", "climatology", "seasons", "year", "timeseries")
+
+
+def _effect_group(path: Path) -> list[Path]:
+    """The files one effect run writes for ``path`` (the summary last)."""
+    return [
+        path,
+        *(path.with_name(f"{path.stem}_{figure}.png") for figure in EFFECT_FIGURES),
+        path.with_suffix(".json"),
+    ]
+
+
+def _is_effects_file(path: Path) -> bool:
+    try:
+        with xr.open_dataset(path) as ds:
+            return ds.attrs.get("title") == "kgcm effect estimates"
+    except Exception:
+        return False
+
+
+def _effect_elsewhere(out_path: Path, run_in: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
+    """Write the effect files beside ``out_path`` in a folder shared with other files: staged in
+    a hidden sibling, then moved in with the summary (which lists every file's hash) last and
+    the old summary removed first, so a summary always describes the files beside it."""
+    import shutil
+    import uuid
+
+    from kgcm._io import OutputLock, file_hash
+
+    with OutputLock(out_path):
+        if out_path.is_symlink() or (out_path.exists() and not out_path.is_file()):
+            raise OutputError(f"the output {out_path} exists and is not a regular file.")
+        if out_path.exists() and not _is_effects_file(out_path):
+            raise OutputError(
+                f"the output {out_path} exists and is not a kgcm effects file; kgcm replaces "
+                f"only its own outputs. Choose another --out, or remove that file yourself."
+            )
+        staging = out_path.with_name(f".{out_path.name}.{uuid.uuid4().hex[:12]}.partial")
+        try:
+            staging.mkdir()
+            summary = run_in(staging)
+            group = _effect_group(out_path)
+            summary["files"] = {
+                p.name: file_hash(staging / p.name)
+                for p in group[:-1]
+                if (staging / p.name).is_file()
+            }
+            group[-1].unlink(missing_ok=True)
+            for p in group[1:-1]:
+                p.unlink(missing_ok=True)  # figures the new run may not draw
+            for p in group[:-1]:
+                if (staging / p.name).is_file():
+                    os.replace(staging / p.name, p)
+            atomic_write_text(group[-1], json.dumps(summary, indent=2) + "\n")
+        except OSError as exc:
+            if isinstance(exc, OutputError):
+                raise
+            raise OutputError(
+                f"cannot write {out_path}: {exc.strerror or exc}; choose a writable --out."
+            ) from exc
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return summary
+
+
+def _run_effect(
+    run_dir: str | os.PathLike[str],
+    *,
+    scenario: ScenarioConfig | None,
+    units: str,
+    out: Path,
+    alpha: float | None,
+    year: int | None,
+    log: Log,
+    allow_weak_overlap: bool,
+) -> dict[str, Any]:
     from kgcm.overlap import require_overlap
 
     loaded = load_run(run_dir, log=log)
-    run, config, prep = loaded.run_dir, loaded.config, loaded.prep
+    config, prep = loaded.config, loaded.prep
     if scenario is None:
         scenario = config.scenario
     elif not scenario.expected_sign:
@@ -541,7 +692,7 @@ def run_effect(
     )
     log(f"effects of {describe} on {seqs.n_units:,} units")
     combined = scenario_effects(loaded.estimator, config, prep, seqs, t1, alpha)
-    out_path = Path(out) if out is not None else run / "effects.nc"
+    out_path = Path(out)
     ds = _effects_dataset(seqs, config, combined, t1, is_test, alpha, describe)
     if not overlap["ok"]:
         ds.attrs["overlap_warning"] = overlap["message"]

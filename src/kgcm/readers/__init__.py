@@ -66,6 +66,7 @@ def detect(path: str | Path) -> str:
         return claims[0]
     listing = "\n".join(f"  {n:16s} {get_reader(n).product}" for n in list_readers())
     if not claims:
+        _refuse_damaged(path)
         raise DataError(
             f"{path}: no reader recognises this file. Known readers:\n{listing}\n"
             f"Choose one with product='<name>' (CLI: --product <name>); for a CSV or Parquet "
@@ -75,6 +76,31 @@ def detect(path: str | Path) -> str:
         f"{path}: several readers recognise this file ({claims}); choose one with "
         f"product='<name>' (CLI: --product <name>)."
     )
+
+
+_MAGIC = {
+    b"\x89HDF\r\n\x1a\n": "NetCDF-4/HDF5",
+    b"CDF\x01": "NetCDF classic",
+    b"CDF\x02": "NetCDF 64-bit offset",
+    b"PAR1": "Parquet",
+}
+
+
+def _refuse_damaged(path: Path) -> None:
+    """A file that starts like NetCDF or Parquet but that no reader can open is damaged (most
+    often truncated by an interrupted download): say so rather than "not recognised"."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError:
+        return
+    for magic, kind in _MAGIC.items():
+        if head.startswith(magic):
+            raise DataError(
+                f"{path}: starts like a {kind} file but cannot be read: it is damaged or "
+                f"truncated ({path.stat().st_size:,} bytes), e.g. by an interrupted download. "
+                f"Download it again."
+            )
 
 
 def open_dataset(paths: Paths, product: str | None = None, **options: Any) -> xr.Dataset:

@@ -66,6 +66,19 @@ class OpenOptions:
     units: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.time is not None:
+            if len(self.time) != 2:
+                raise DataError(f"time must be (start, end); got {self.time!r}.")
+            for t in self.time:
+                if t is None:
+                    continue
+                try:
+                    pd.Timestamp(t)
+                except (ValueError, TypeError) as exc:
+                    raise DataError(
+                        f"time bound {t!r} is not a date; give YYYY-MM-DD (or None for an open "
+                        f"end), e.g. time=('2020-01-01', None)."
+                    ) from exc
         if self.variables is not None:
             unknown = [v for v in self.variables if v not in CANONICAL]
             if unknown:
@@ -172,6 +185,13 @@ def expand_paths(paths: Paths) -> list[Path]:
             if not p.exists():
                 raise DataError(f"{text!r} does not exist.")
             files.append(p)
+    for f in files:
+        # a pipe or a device would block the reader forever (or read garbage): refuse it
+        # before anything opens it; folders are Zarr stores
+        if not (f.is_file() or f.is_dir()):
+            raise DataError(
+                f"{f} is not a regular file (a pipe, socket or device); give product files."
+            )
     if not files:
         raise DataError("no input files given.")
     seen: set[Path] = set()

@@ -78,6 +78,15 @@ class Glorys12Reader(Reader):
                 raise DataError(f"{source}: {var} has unexpected dims {sorted(extra)}.")
             da = da.transpose("time", "latitude", "longitude")
             out[NAMES[var]] = canonical_variable(da, NAMES[var], source=source, units=opts.units)
+        missing = [c for c in ("latitude", "longitude") if c not in raw.coords]
+        if missing:
+            # without them xarray would number the rows and columns, and those numbers would
+            # pass for degrees (cells near the equator)
+            raise DataError(
+                f"{source}: the coordinate variables {missing} are missing (the dims exist, "
+                f"their values do not); the file is incomplete. Download it again with its "
+                f"coordinates."
+            )
         ds = xr.Dataset(out).rename({"latitude": "y", "longitude": "x"})
         lat = raw["latitude"].values.astype(np.float64)
         lon = raw["longitude"].values.astype(np.float64)
