@@ -318,7 +318,11 @@ def _dataset(
     ds = xr.Dataset(
         data,
         coords={
-            "strength": ("strength", np.array(strengths), {"long_name": "scenario strength s"}),
+            "strength": (
+                "strength",
+                np.array(strengths),
+                {"long_name": "scenario strength s", "units": "1"},
+            ),
             "period": ("period", np.array(PERIODS, dtype=object)),
         },
         attrs={
