@@ -12,7 +12,7 @@ exception, never a hang (each case runs under a time limit), never a lost or mix
   the other completes.
 
 The default suite runs a small number of cases (fit and prepare killed once each, fits run
-concurrently; about 3 minutes on 2 busy cores); the ``slow`` variants kill demo, fit and prepare
+concurrently; about 3 minutes on 2 shared cores); the ``slow`` variants kill demo, fit and prepare
 3 times each (8 with ``KGCM_FULL=1``, which also draws more fuzz cases) and kill a benchmark.
 With ``KGCM_RELIABILITY_REPORT=<file.json>`` the counts are written there (docs/reliability.md
 records them).
