@@ -432,7 +432,7 @@ def test_prepare_killed_then_rerun(store, tmp_path, kills) -> None:
 def _fit_config(store: Path, tmp_path: Path) -> Path:
     cfg = tmp_path / "fit.toml"
     cfg.write_text(
-        f'data = "{store / "store.zarr"}"\ncovariates = ["zos"]\nwindow = 10\n'
+        f'data = "{store / "store.zarr"}"\ncovariates = []\nwindow = 10\n'
         '[estimator]\nname = "crn"\n[estimator.params]\nhidden = 4\nrep_dim = 2\n'
         "[estimator.params.training]\nmax_epochs = 2\nprogress = false\n"
     )
@@ -452,7 +452,7 @@ def test_fit_killed_then_rerun(store, tmp_path, kills) -> None:
 
     _kill_and_rerun(
         "fit",
-        lambda out: _cli("fit", "--config", str(cfg), "--out", str(out)),
+        lambda out: _cli("fit", "--config", str(cfg), "--out", str(out), "--allow-weak-overlap"),
         _folder_state("fit"),
         same,
         kills,
@@ -471,7 +471,11 @@ def test_two_demos_on_one_output(tmp_path) -> None:
 
 def test_two_fits_on_one_output(store, tmp_path) -> None:
     cfg = _fit_config(store, tmp_path)
-    _two_runs(lambda out: _cli("fit", "--config", str(cfg), "--out", str(out)), "fit", tmp_path)
+    _two_runs(
+        lambda out: _cli("fit", "--config", str(cfg), "--out", str(out), "--allow-weak-overlap"),
+        "fit",
+        tmp_path,
+    )
 
 
 def _two_runs(args_for, kind: str, tmp_path: Path) -> None:
