@@ -226,6 +226,20 @@ def test_replication_config_differs_from_the_main_one_only_in_seeds() -> None:
         assert spec == main_specs[cell], cell
 
 
+def test_seaice_config_evaluates_on_seeds_disjoint_from_tuning_with_arctic_budgets() -> None:
+    cfg = load_config(bm.BenchmarkConfig, ROOT / "configs" / "benchmark-seaice.toml")
+    # seeds 100-109 are the tuning worlds (docs/simulators.md's mobility check used 100)
+    assert len(cfg.seeds) >= 3 and not set(cfg.seeds) & set(range(100, 110))
+    assert {d.kind for d in cfg.datasets} == {"seaice"}
+    assert sorted(d.params["confounding"] for d in cfg.datasets) == [1.0, 2.0]
+    # the same training budget for every estimator the arctic benchmark runs
+    arctic = load_config(bm.BenchmarkConfig, ROOT / "configs" / "benchmark-arctic.toml")
+    ours = {e.key: e.params for e in cfg.estimators}
+    for e in arctic.estimators:
+        assert ours[e.key] == e.params, e.key
+    assert cfg.reference == "kgcm-vae"
+
+
 def test_shipped_ablation_config_loads() -> None:
     cfg = load_config(bm.AblateConfig, ROOT / "configs" / "ablate.toml")
     assert len(bm.ablation_estimators(cfg)) == 16 and len(cfg.seeds) >= 5
