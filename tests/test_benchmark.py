@@ -238,6 +238,11 @@ def test_seaice_config_evaluates_on_seeds_disjoint_from_tuning_with_arctic_budge
     for e in arctic.estimators:
         assert ours[e.key] == e.params, e.key
     assert cfg.reference == "kgcm-vae"
+    # the 5-day follow-up: fresh evaluation seeds, the same budgets
+    short = load_config(bm.BenchmarkConfig, ROOT / "configs" / "benchmark-seaice-short.toml")
+    assert not set(short.seeds) & (set(cfg.seeds) | set(range(100, 110)))
+    for e in short.estimators:
+        assert ours[e.key] == e.params, e.key
 
 
 def test_shipped_ablation_config_loads() -> None:
