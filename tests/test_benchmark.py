@@ -232,6 +232,25 @@ def test_replication_config_differs_from_the_main_one_only_in_seeds() -> None:
         assert spec == main_specs[cell], cell
 
 
+def test_seaice_config_evaluates_on_seeds_disjoint_from_tuning_with_arctic_budgets() -> None:
+    cfg = load_config(bm.BenchmarkConfig, ROOT / "configs" / "benchmark-seaice.toml")
+    # seeds 100-109 are the tuning worlds (docs/simulators.md's mobility check used 100)
+    assert len(cfg.seeds) >= 3 and not set(cfg.seeds) & set(range(100, 110))
+    assert {d.kind for d in cfg.datasets} == {"seaice"}
+    assert sorted(d.params["confounding"] for d in cfg.datasets) == [1.0, 2.0]
+    # the same training budget for every estimator the arctic benchmark runs
+    arctic = load_config(bm.BenchmarkConfig, ROOT / "configs" / "benchmark-arctic.toml")
+    ours = {e.key: e.params for e in cfg.estimators}
+    for e in arctic.estimators:
+        assert ours[e.key] == e.params, e.key
+    assert cfg.reference == "kgcm-vae"
+    # the 5-day follow-up: fresh evaluation seeds, the same budgets
+    short = load_config(bm.BenchmarkConfig, ROOT / "configs" / "benchmark-seaice-short.toml")
+    assert not set(short.seeds) & (set(cfg.seeds) | set(range(100, 110)))
+    for e in short.estimators:
+        assert ours[e.key] == e.params, e.key
+
+
 def test_shipped_ablation_config_loads() -> None:
     cfg = load_config(bm.AblateConfig, ROOT / "configs" / "ablate.toml")
     assert len(bm.ablation_estimators(cfg)) == 16 and len(cfg.seeds) >= 5
@@ -259,3 +278,15 @@ def test_cli_ablate_small(tmp_path) -> None:
     variants = {e.key: e.params for e in bm.ablation_estimators(load_config(bm.AblateConfig, cfg))}
     assert variants["no-mmd"] == {**variants["mmd"], "mmd_weight": 0.0}
     assert "mmd_weight" not in variants["mmd"]
+
+
+def test_holm_adjustment_of_the_docs_table_script() -> None:
+    # benchmarks/paired_holm.py corrects docs/benchmarks.md's paired p-values
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("paired_holm", ROOT / "benchmarks/paired_holm.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    p = np.array([0.01, 0.04, np.nan, 0.03, 0.5])
+    # sorted 0.01, 0.03, 0.04, 0.5 with m = 4: 0.04, 0.09, max(0.09, 0.08), max(., 0.5)
+    np.testing.assert_allclose(mod.holm(p), [0.04, 0.09, np.nan, 0.09, 0.5])
