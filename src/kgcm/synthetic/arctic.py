@@ -60,6 +60,7 @@ import xarray as xr
 from scipy import ndimage, signal
 
 from kgcm.errors import ConfigError, InputError, did_you_mean
+from kgcm.synthetic._cf import grid_coords
 from kgcm.treatments import VelocityModulation, speed, velocity_modulation
 
 __all__ = ["ArcticConfig", "ArcticSimulation", "Scenario", "simulate_arctic"]
@@ -468,21 +469,7 @@ def _dataset(
                 },
             ),
         },
-        coords={
-            "time": ("time", time, {"standard_name": "time", "axis": "T"}),
-            "y": (
-                "y",
-                y_km * 1e3,
-                {"standard_name": "projection_y_coordinate", "units": "m", "axis": "Y"},
-            ),
-            "x": (
-                "x",
-                x_km * 1e3,
-                {"standard_name": "projection_x_coordinate", "units": "m", "axis": "X"},
-            ),
-            "lat": (("y", "x"), lat, {"standard_name": "latitude", "units": "degrees_north"}),
-            "lon": (("y", "x"), lon, {"standard_name": "longitude", "units": "degrees_east"}),
-        },
+        coords=grid_coords(time, y_km, x_km, lat, lon),
         attrs={
             "Conventions": "CF-1.8",
             "title": "kgcm arctic simulator (synthetic; not observations)",

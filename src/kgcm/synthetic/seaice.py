@@ -71,6 +71,7 @@ import xarray as xr
 from scipy import ndimage, signal
 
 from kgcm.errors import ConfigError, InputError, KgcmError, did_you_mean
+from kgcm.synthetic._cf import grid_coords
 from kgcm.treatments import VelocityModulation, speed, velocity_modulation
 
 __all__ = [
@@ -1090,21 +1091,7 @@ def _dataset(world: _World, out: dict[str, np.ndarray], versions: dict[str, str]
     dims = ("time", "y", "x")
     ds = xr.Dataset(
         {name: (dims, values, attrs) for name, (values, attrs) in fields.items()},
-        coords={
-            "time": ("time", time_index, {"standard_name": "time", "axis": "T"}),
-            "y": (
-                "y",
-                y_km * 1e3,
-                {"standard_name": "projection_y_coordinate", "units": "m", "axis": "Y"},
-            ),
-            "x": (
-                "x",
-                x_km * 1e3,
-                {"standard_name": "projection_x_coordinate", "units": "m", "axis": "X"},
-            ),
-            "lat": (("y", "x"), lat, {"standard_name": "latitude", "units": "degrees_north"}),
-            "lon": (("y", "x"), lon, {"standard_name": "longitude", "units": "degrees_east"}),
-        },
+        coords=grid_coords(time_index, y_km, x_km, lat, lon),
         attrs={
             "Conventions": "CF-1.8",
             "title": "kgcm seaice world: sea ice simulated by veris (synthetic; not observations)",
