@@ -72,6 +72,10 @@ def test_physics_mask_survives_training(panel) -> None:
     assert mask[1, 0] == 0  # velocity never feeds SSH
     assert mask[2, 0] == 0 and mask[2, 1] == 0  # ice feeds neither
     assert 0 < mask[0, 1] <= 1
+    # the allowed gates were trained: they left their initial value sigmoid(0) = 0.5, while
+    # the forbidden ones stayed exactly 0 under the same gradient steps
+    learnable = est.adjacency_spec_.learnable > 0
+    assert learnable.any() and not np.allclose(mask[learnable], 0.5)
 
 
 def test_latent_rounded_to_blocks(panel) -> None:
