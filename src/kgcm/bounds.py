@@ -136,10 +136,6 @@ class OutcomeTransform:
             scale = float(abs(finite).max()) or 1.0
         return cls(lower=lower, upper=upper, scale=scale, margin=margin)
 
-    @property
-    def bounded(self) -> bool:
-        return self.lower is not None or self.upper is not None
-
     def _logistic_scale(self) -> float:
         # slope of y(u) at the centre equals 1, like the one-sided maps far from their bound
         return 4.0 / (self.upper - self.lower)  # type: ignore[operator]
@@ -192,14 +188,6 @@ class OutcomeTransform:
         coordinate (broadcasts ``delta_u`` against ``y``); NaN where either is NaN."""
         with np.errstate(invalid="ignore"):  # NaN (no data) in, NaN out
             return self.inverse(self.forward(y) + np.asarray(delta_u, dtype=np.float64))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "lower": self.lower,
-            "upper": self.upper,
-            "scale": self.scale,
-            "margin": self.margin,
-        }
 
 
 def _softplus_inverse(x: np.ndarray) -> np.ndarray:

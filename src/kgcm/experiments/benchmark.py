@@ -199,6 +199,19 @@ def _arctic_task(params: dict[str, Any], seed: int, base: Path | None) -> Task:
     cf_T1 = test.T.copy()
     cf_T1[:, start:] *= scale
     cf_effect = sim.window_effects(cf_T1, test.cells, test.starts, window)
+    return _grid_task(train, test, T1, truth, cf_T1, cf_effect, start)
+
+
+def _grid_task(
+    train: Any,
+    test: Any,
+    T1: np.ndarray,
+    truth: np.ndarray,
+    cf_T1: np.ndarray,
+    cf_effect: np.ndarray,
+    start: int,
+) -> Task:
+    """The task of a gridded world with exact window effects (``arctic``, ``seaice``)."""
     return Task(
         Y_train=train.Y,
         T_train=train.T,
@@ -243,19 +256,7 @@ def _seaice_task(params: dict[str, Any], seed: int, base: Path | None) -> Task:
     truth, T1 = sim.window_effects(test.cells, test.starts, window, scenario)
     start = window // 2
     cf_effect, cf_T1 = sim.window_effects(test.cells, test.starts, window, scenario, offset=start)
-    return Task(
-        Y_train=train.Y,
-        T_train=train.T,
-        X_train=train.X_xarray(index=True),
-        X_test=test.X_xarray(index=True),
-        Y_test=test.Y,
-        T0_test=test.T,
-        T1_test=T1,
-        true_effect=truth,
-        cf_T1=cf_T1,
-        cf_Y1=test.Y + cf_effect,
-        cf_start=start,
-    )
+    return _grid_task(train, test, T1, truth, cf_T1, cf_effect, start)
 
 
 def _paper_task(params: dict[str, Any], seed: int, base: Path | None) -> Task:

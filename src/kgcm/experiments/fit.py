@@ -371,22 +371,23 @@ def _reference_scores(
     recent = times > last - np.timedelta64(int(config.reference_years * 365.25), "D")
     doy_test = unit_doy(test, prep.doy)
     cells = test.cell_index()
-    forecasts: list[tuple[str, str, np.ndarray]] = []
-    for name, mask, text in (
-        ("climatology_recent", used & recent[:, None],
-         f"day-of-year climatology of the latest {config.reference_years} training years"),
-        ("climatology_full", used, "day-of-year climatology of every training year"),
-    ):  # fmt: skip
-        table = fill_empty_cells(climatology_table(prep.outcome_values, prep.doy, mask))
-        forecasts.append((name, text, lookup(table, doy_test, cells)))
+
+    def table(mask: np.ndarray) -> np.ndarray:
+        return fill_empty_cells(climatology_table(prep.outcome_values, prep.doy, mask))
+
+    recent_table = table(used & recent[:, None])
+    forecasts: list[tuple[str, str, np.ndarray]] = [
+        ("climatology_recent",
+         f"day-of-year climatology of the latest {config.reference_years} training years",
+         lookup(recent_table, doy_test, cells)),
+        ("climatology_full", "day-of-year climatology of every training year",
+         lookup(table(used), doy_test, cells)),
+    ]  # fmt: skip
     if test.Y_before is not None:
         forecasts.append((
             "persistence", "the last value before the window, held for the window",
             np.broadcast_to(test.Y_before[:, None], test.Y.shape),
         ))  # fmt: skip
-        recent_table = fill_empty_cells(
-            climatology_table(prep.outcome_values, prep.doy, used & recent[:, None])
-        )
         before_doy = prep.doy[test.starts - 1]
         anomaly = test.Y_before - recent_table[before_doy - 1, cells]
         forecasts.append((
