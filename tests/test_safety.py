@@ -404,8 +404,12 @@ def test_non_finite_results_name_the_cause() -> None:
     est._predict = lambda X, T: np.full(T.shape, np.nan)  # as after a diverged fit
     with pytest.raises(InputError, match=r"NaN or infinite.*scale of Y.*learning rate"):
         est.predict(X, T)
+    nan = np.full(T.shape, np.nan)
+    est._effect_se = lambda X, T0, T1: (nan, nan)
     with pytest.raises(InputError, match=r"effects are NaN or infinite"):
         est.effect(X, T0=T, T1=T + 1)
+    with pytest.raises(InputError, match=r"effect standard errors are NaN or infinite"):
+        est.effect_interval(X, T0=T, T1=T + 1)
 
 
 def test_gst_unet_constant_treatment_and_no_covariates() -> None:

@@ -15,6 +15,8 @@ _LAZY: dict[str, str] = {
     "KGCMVAE": "kgcm.estimators.kgcm_vae",
     "ZeroEffect": "kgcm.estimators.zero_effect",
     "check_overlap": "kgcm.overlap",
+    "Inference": "kgcm.inference",
+    "inference": "kgcm.inference",
     "OverlapReport": "kgcm.overlap",
     "BaseEstimator": "kgcm.estimators.base",
     "TrainingConfig": "kgcm.estimators.training",

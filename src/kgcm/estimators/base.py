@@ -22,6 +22,7 @@ and the model, and sets fitted attributes ending in ``_``. A subclass implements
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import inspect
@@ -279,10 +280,27 @@ class BaseEstimator:
         return f"{type(self).__name__}({params})"
 
     # ---- the contract --------------------------------------------------------------------
-    def fit(self, Y: Any, T: Any, *, X: Any | None = None) -> BaseEstimator:
+    def fit(
+        self,
+        Y: Any,
+        T: Any,
+        *,
+        X: Any | None = None,
+        inference: Any = None,
+        groups: Any = None,
+    ) -> BaseEstimator:
         """Fit on factual outcomes ``Y (n, t)`` under treatment ``T (n, t)`` with covariates
-        ``X (n, t, p)``. Returns ``self``."""
+        ``X (n, t, p)``. Returns ``self``.
+
+        ``inference`` chooses how intervals are made (:mod:`kgcm.inference`): ``"model"``
+        (default; the estimator's own uncertainty) or ``"bootstrap"`` / ``kgcm.Inference(...)``
+        (refits on resamples of the units drawn by ``groups``, one label per unit; None
+        resamples single units)."""
+        from kgcm.inference import Inference, check_groups
+
+        strategy = Inference.coerce(inference)
         data = validate_inputs(Y, T, X)
+        group_labels = check_groups(groups, data.T.shape[0])
         if self.tags.get("needs_covariates") and data.X.shape[2] == 0:
             raise InputError(
                 f"{type(self).__name__} needs covariates X of shape (n_units, n_steps, "
@@ -303,19 +321,52 @@ class BaseEstimator:
         self.y_scaler_ = Standardizer.fit(data.Y, per_feature=False)
         self.t_scaler_ = Standardizer.fit(data.T, per_feature=False)
         self.x_scaler_ = Standardizer.fit(data.X, per_feature=True)
-        self._fit(data)
+        with self._input_context(X):
+            self._fit(data)
         # a diverged fit shows in its predictions; look at a few training units only (a model
         # fitted on a grid predicts whole grids: its results are checked in predict/effect)
         if not getattr(self, "spatial_", False):
             probe = slice(0, min(64, data.T.shape[0]))
             self._check_finite(self._predict(data.X[probe], data.T[probe]), "fitted predictions")
+        self.inference_ = strategy
+        self.bootstrap_: list[BaseEstimator] = []
+        if strategy.method == "bootstrap":
+            self.bootstrap_ = self._fit_bootstrap(data, X, group_labels, strategy.n_bootstrap)
         return self
+
+    def _fit_bootstrap(
+        self, data: ValidatedData, X: Any, groups: np.ndarray | None, n_refits: int
+    ) -> list[BaseEstimator]:
+        """``n_refits`` copies of this estimator, each fitted (with the model strategy) on a
+        resample of the units drawn with replacement by group."""
+        import sys
+
+        from kgcm.inference import resample_groups
+
+        labels = groups if groups is not None else np.arange(data.T.shape[0])
+        params = self.get_params()
+        base_seed = int(params.get("seed", 0) or 0)
+        rng = np.random.default_rng([base_seed, 20_251_129])
+        members = []
+        for b in range(n_refits):
+            idx = resample_groups(labels, rng)
+            member_params = dict(params)
+            if "seed" in member_params:
+                member_params["seed"] = base_seed + 7919 * (b + 1)
+            if sys.stderr.isatty():
+                print(f"{type(self).__name__}: bootstrap refit {b + 1}/{n_refits}", file=sys.stderr)
+            member = type(self)(**member_params)
+            x_sub = _take_units(X, idx) if X is not None else None
+            members.append(member.fit(data.Y[idx], data.T[idx], X=x_sub))
+        return members
 
     def predict(self, X: Any | None, T: Any) -> np.ndarray:
         """Outcome under treatment path ``T``: ``(n_units, n_steps)`` in the outcome's units."""
         self._check_fitted()
         data = validate_inputs(None, T, X, n_features=self.n_features_in_)
-        return self._check_finite(self._predict(data.X, data.T), "predictions")
+        with self._input_context(X):
+            out = self._predict(data.X, data.T)
+        return self._check_finite(out, "predictions")
 
     def effect(self, X: Any | None = None, *, T0: Any, T1: Any) -> np.ndarray:
         """Effect ``Y_t(T1) − Y_t(T0)`` per unit and step, ``(n_units, n_steps)``.
@@ -324,48 +375,61 @@ class BaseEstimator:
         """
         self._check_fitted()
         X_arr, T0_arr, T1_arr = self._validate_paths(X, T0, T1)
-        draws = self._effect_draws(X_arr, T0_arr, T1_arr)
-        if draws is None:
-            out = self._predict(X_arr, T1_arr) - self._predict(X_arr, T0_arr)
-        else:
-            out = draws.mean(axis=0)
+        with self._input_context(X):
+            out = self._point_effect(X_arr, T0_arr, T1_arr)
         return self._check_finite(out, "effects")
 
     def effect_interval(
         self, X: Any | None = None, *, T0: Any, T1: Any, alpha: float = 0.05
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Equal-tailed ``1 − alpha`` interval of the effect: ``(lower, upper)``, each (n, t)."""
-        self._check_fitted()
-        _check_alpha(alpha)
-        X_arr, T0_arr, T1_arr = self._validate_paths(X, T0, T1)
-        draws = self._effect_draws(X_arr, T0_arr, T1_arr)
-        if draws is None:
-            raise NotImplementedError(
-                f"{type(self).__name__} gives point effects only; use an estimator whose "
-                f"tags include intervals=True (kgcm.list_estimators(intervals=True))."
-            )
-        self._check_finite(draws, "effect draws")
-        lower, upper = np.quantile(draws, [alpha / 2.0, 1.0 - alpha / 2.0], axis=0)
+        """Equal-tailed ``1 − alpha`` interval of the effect: ``(lower, upper)``, each (n, t),
+        from the strategy chosen in ``fit`` (:mod:`kgcm.inference`)."""
+        _, lower, upper = self.effect_with_interval(X, T0=T0, T1=T1, alpha=alpha)
         return lower, upper
 
     def effect_with_interval(
         self, X: Any | None = None, *, T0: Any, T1: Any, alpha: float = 0.05
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(effect, lower, upper)`` from one set of posterior draws (cheaper than both)."""
+        """``(effect, lower, upper)``, each (n, t), from one pass (cheaper than both calls)."""
         self._check_fitted()
         _check_alpha(alpha)
         X_arr, T0_arr, T1_arr = self._validate_paths(X, T0, T1)
-        draws = self._effect_draws(X_arr, T0_arr, T1_arr)
+        with self._input_context(X):
+            if getattr(self, "bootstrap_", None):
+                effect = self._point_effect(X_arr, T0_arr, T1_arr)
+                pooled = [self._uncertainty_draws(X_arr, T0_arr, T1_arr, effect)]
+                for k, member in enumerate(self.bootstrap_):
+                    member_effect = member._point_effect(X_arr, T0_arr, T1_arr)
+                    pooled.append(
+                        member._uncertainty_draws(X_arr, T0_arr, T1_arr, member_effect, k + 1)
+                    )
+                draws = np.concatenate(pooled, axis=0)
+                self._check_finite(draws, "effect draws")
+                lower, upper = np.quantile(draws, [alpha / 2.0, 1.0 - alpha / 2.0], axis=0)
+                return self._check_finite(effect, "effects"), lower, upper
+            with_se = self._effect_se(X_arr, T0_arr, T1_arr)
+            if with_se is not None:
+                from scipy.stats import norm
+
+                effect, se = with_se
+                z = float(norm.ppf(1.0 - alpha / 2.0))
+                self._check_finite(se, "effect standard errors")
+                return self._check_finite(effect, "effects"), effect - z * se, effect + z * se
+            draws = self._effect_draws(X_arr, T0_arr, T1_arr)
         if draws is None:
-            raise NotImplementedError(f"{type(self).__name__} gives point effects only.")
+            raise NotImplementedError(self._no_interval_message())
         self._check_finite(draws, "effect draws")
         lower, upper = np.quantile(draws, [alpha / 2.0, 1.0 - alpha / 2.0], axis=0)
         return draws.mean(axis=0), lower, upper
 
     def gives_intervals(self) -> bool:
-        """Whether this fitted estimator gives intervals (``effect_interval``): the class's
-        ``intervals`` tag, unless its settings say otherwise (an ensemble of one network
-        gives point effects only; two or more give intervals even where the tag is False)."""
+        """Whether this fitted estimator gives intervals (``effect_interval``): always after a
+        bootstrap fit; otherwise the class's ``intervals`` tag, unless its settings say
+        otherwise (an ensemble of one network gives point effects only; two or more give
+        intervals even where the tag is False)."""
+        return bool(getattr(self, "bootstrap_", None)) or self._model_gives_intervals()
+
+    def _model_gives_intervals(self) -> bool:
         return bool(self.tags.get("intervals"))
 
     def ate(self, X: Any | None = None, *, T0: Any, T1: Any) -> float:
@@ -378,7 +442,16 @@ class BaseEstimator:
         import torch
 
         self._check_fitted()
-        payload = {
+        payload = self._payload()
+        payload["checksum"] = payload_digest(payload)
+        buffer = io.BytesIO()
+        torch.save(payload, buffer)
+        atomic_write_bytes(path, buffer.getvalue())
+
+    def _payload(self) -> dict[str, Any]:
+        """Everything ``save`` writes (bootstrap refits nested as their own payloads)."""
+        strategy = getattr(self, "inference_", None)
+        return {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "kgcm_version": _version(),
@@ -395,15 +468,17 @@ class BaseEstimator:
                 "x_scaler_": self.x_scaler_.to_state(),
             },
             "state": self._get_state(),
+            "inference": None if strategy is None else strategy.to_dict(),
+            "bootstrap": [m._payload() for m in getattr(self, "bootstrap_", [])],
         }
-        payload["checksum"] = payload_digest(payload)
-        buffer = io.BytesIO()
-        torch.save(payload, buffer)
-        atomic_write_bytes(path, buffer.getvalue())
 
     @classmethod
     def _from_payload(cls, payload: dict[str, Any]) -> BaseEstimator:
+        from kgcm.inference import Inference
+
         est = cls(**_unjsonable(payload["params"]))
+        est.inference_ = Inference.coerce(payload.get("inference"))
+        est.bootstrap_ = [cls._from_payload(p) for p in payload.get("bootstrap", [])]
         common = payload["common"]
         est.n_features_in_ = int(common["n_features_in_"])
         est.n_steps_in_ = int(common["n_steps_in_"])
@@ -425,6 +500,57 @@ class BaseEstimator:
     def _effect_draws(self, X: np.ndarray, T0: np.ndarray, T1: np.ndarray) -> np.ndarray | None:
         """Draws of the effect, ``(n_draws, n_units, n_steps)``, or None (point only)."""
         return None
+
+    def _effect_se(
+        self, X: np.ndarray, T0: np.ndarray, T1: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(effect, standard error)``, each (n, t), for estimators whose model uncertainty
+        is a standard error (normal intervals), or None."""
+        return None
+
+    def _input_context(self, X: Any) -> contextlib.AbstractContextManager[None]:
+        """Held around the hooks of one public call, with the caller's ``X`` as given (before
+        validation turns it into an array): estimators that read more than the values (the
+        grid coordinates of a DataArray) take them here."""
+        del X
+        return contextlib.nullcontext()
+
+    def _no_interval_message(self) -> str:
+        return (
+            f"{type(self).__name__} gives point effects only; use an estimator whose tags "
+            f"include intervals=True (kgcm.list_estimators(intervals=True)), or fit with "
+            f"inference='bootstrap'."
+        )
+
+    def _point_effect(self, X: np.ndarray, T0: np.ndarray, T1: np.ndarray) -> np.ndarray:
+        """The point effect on validated arrays: the mean of the model's draws, or the
+        difference of predictions."""
+        with_se = self._effect_se(X, T0, T1)
+        if with_se is not None:
+            return with_se[0]
+        draws = self._effect_draws(X, T0, T1)
+        if draws is None:
+            return self._predict(X, T1) - self._predict(X, T0)
+        return draws.mean(axis=0)
+
+    def _uncertainty_draws(
+        self,
+        X: np.ndarray,
+        T0: np.ndarray,
+        T1: np.ndarray,
+        effect: np.ndarray,
+        member: int = 0,
+    ) -> np.ndarray:
+        """This fit's share of a bootstrap's pooled draws: its model draws, normal draws from
+        its standard errors, or its point effect alone."""
+        from kgcm.inference import NORMAL_DRAWS, normal_draws
+
+        with_se = self._effect_se(X, T0, T1)
+        if with_se is not None:
+            seed = int(getattr(self, "seed", 0) or 0) + member
+            return normal_draws(with_se[0], with_se[1], NORMAL_DRAWS, seed)
+        draws = self._effect_draws(X, T0, T1)
+        return effect[None] if draws is None else draws
 
     def _get_state(self) -> dict[str, Any]:
         return {}
@@ -499,7 +625,7 @@ class MemberEnsemble:
         diff = self._member_predictions(X, T1) - self._member_predictions(X, T0)
         return self.y_scaler_.inverse_difference(diff)
 
-    def gives_intervals(self) -> bool:
+    def _model_gives_intervals(self) -> bool:
         return len(self.models_) >= 2
 
     def _build(self) -> Any:
@@ -521,6 +647,15 @@ class MemberEnsemble:
             net = self._build()
             net.load_state_dict(weights)
             self.models_.append(net.eval())
+
+
+def _take_units(X: Any, index: np.ndarray) -> Any:
+    """The units ``index`` of ``X`` as given (a DataArray keeps its coordinates)."""
+    if isinstance(X, xr.DataArray):
+        dims = [str(d) for d in X.dims]
+        named = [d for d in dims if d in _DIM_ROLES["unit"]]
+        return X.isel({named[0] if named else dims[0]: index})
+    return np.asarray(X)[index]
 
 
 def _outermost_init(cls: type) -> Any:

@@ -101,17 +101,6 @@ def _check_same(ours: np.ndarray, theirs: np.ndarray, source: str) -> None:
         )
 
 
-def _normal_interval(
-    effect: np.ndarray, se: np.ndarray, alpha: Any
-) -> tuple[np.ndarray, np.ndarray]:
-    from scipy.stats import norm
-
-    if not (isinstance(alpha, float | int) and 0.0 < alpha < 1.0):
-        raise InputError(f"alpha must be a number in (0, 1); got {alpha!r}.")
-    z = float(norm.ppf(1.0 - alpha / 2.0))
-    return effect - z * se, effect + z * se
-
-
 class _DMLBase(RegressorEstimator):
     """Settings, intervals and persistence shared by the two DML estimators."""
 
@@ -133,35 +122,12 @@ class _DMLBase(RegressorEstimator):
         if self.cv < 2:
             raise ConfigError(f"cv must be at least 2 (cross-fitting folds); got {self.cv!r}.")
 
-    def _effect_draws(self, X: np.ndarray, T0: np.ndarray, T1: np.ndarray) -> None:
-        return None  # point effects through predict; intervals through _effect_se
-
-    # subclasses: effect (n, t) and its standard error (n, t) for paths T0 -> T1
+    # subclasses: effect (n, t) and its standard error (n, t) for paths T0 -> T1; the shared
+    # interval path (kgcm.inference) turns them into normal intervals
     def _effect_se(
         self, X: np.ndarray, T0: np.ndarray, T1: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
-
-    def effect_interval(
-        self, X: Any | None = None, *, T0: Any, T1: Any, alpha: float = 0.05
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Normal ``1 − alpha`` interval of the effect from EconML's inference:
-        ``(lower, upper)``, each (n_units, n_steps)."""
-        self._check_fitted()
-        if not (isinstance(alpha, float | int) and 0.0 < alpha < 1.0):
-            raise InputError(f"alpha must be a number in (0, 1); got {alpha!r}.")
-        X_arr, T0_arr, T1_arr = self._validate_paths(X, T0, T1)
-        effect, se = self._effect_se(X_arr, T0_arr, T1_arr)
-        return _normal_interval(effect, se, alpha)
-
-    def effect_with_interval(
-        self, X: Any | None = None, *, T0: Any, T1: Any, alpha: float = 0.05
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(effect, lower, upper)``, each (n_units, n_steps)."""
-        self._check_fitted()
-        X_arr, T0_arr, T1_arr = self._validate_paths(X, T0, T1)
-        effect, se = self._effect_se(X_arr, T0_arr, T1_arr)
-        return (effect, *_normal_interval(effect, se, alpha))
 
     def _get_state(self) -> dict[str, Any]:
         return {

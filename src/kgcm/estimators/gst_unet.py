@@ -101,6 +101,7 @@ the effect (see ``tests/test_gst_unet.py``).
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -441,36 +442,15 @@ class GSTUNet(MemberEnsemble, BaseEstimator):
         self.cell_dropout = cell_dropout
         self.training = training
 
-    # ---- the contract, with the grid read from X -----------------------------------------
-    def fit(self, Y: Any, T: Any, *, X: Any | None = None) -> GSTUNet:
-        """Fit on ``Y (n, t)``, ``T (n, t)``, ``X (n, t, p)``; ``X`` may carry the grid."""
-        with self._grid_from(X):
-            super().fit(Y, T, X=X)
-        return self
+    # ---- the grid, read from the caller's X ---------------------------------------------
+    def _input_context(self, X: Any) -> contextlib.AbstractContextManager[None]:
+        return self._grid_from(X)
 
-    def predict(self, X: Any | None, T: Any) -> np.ndarray:
-        """Outcome ``(n, t)`` under path ``T``; a grid-fitted model needs the grid in ``X``."""
-        with self._grid_from(X):
-            return super().predict(X, T)
-
-    def effect(self, X: Any | None = None, *, T0: Any, T1: Any) -> np.ndarray:
-        """Effect ``Y_t(T1) − Y_t(T0)``, ``(n, t)``: the mean over the fit and its refits."""
-        with self._grid_from(X):
-            return super().effect(X, T0=T0, T1=T1)
-
-    def effect_interval(
-        self, X: Any | None = None, *, T0: Any, T1: Any, alpha: float = 0.05
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Equal-tailed cell-bootstrap interval ``(lower, upper)``, each ``(n, t)``."""
-        with self._grid_from(X), self._explain_no_bootstrap():
-            return super().effect_interval(X, T0=T0, T1=T1, alpha=alpha)
-
-    def effect_with_interval(
-        self, X: Any | None = None, *, T0: Any, T1: Any, alpha: float = 0.05
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(effect, lower, upper)`` from one set of bootstrap draws."""
-        with self._grid_from(X), self._explain_no_bootstrap():
-            return super().effect_with_interval(X, T0=T0, T1=T1, alpha=alpha)
+    def _no_interval_message(self) -> str:
+        return (
+            f"this {type(self).__name__} was fitted with n_bootstrap={self.n_bootstrap}, so it "
+            f"has no intervals; refit with n_bootstrap >= 2 (default 5)."
+        )
 
     @contextmanager
     def _grid_from(self, X: Any) -> Iterator[None]:
@@ -481,16 +461,6 @@ class GSTUNet(MemberEnsemble, BaseEstimator):
             yield
         finally:
             del self._grid_input
-
-    @contextmanager
-    def _explain_no_bootstrap(self) -> Iterator[None]:
-        try:
-            yield
-        except NotImplementedError as exc:
-            raise NotImplementedError(
-                f"this {type(self).__name__} was fitted with n_bootstrap={self.n_bootstrap}, "
-                f"so it has no intervals; refit with n_bootstrap >= 2 (default 5)."
-            ) from exc
 
     def _layout(self, n_units: int, *, fitting: bool) -> GridLayout:
         if not fitting and not self.spatial_:

@@ -1,0 +1,172 @@
+r"""How effect intervals are made: one strategy shared by every estimator.
+
+As EconML's ``fit(..., inference=...)``, the strategy is chosen when fitting and every
+estimator's public interval methods (``effect_interval``, ``effect_with_interval``) go
+through it; no estimator overrides them.
+
+``"model"`` (the default)
+    The estimator's own uncertainty: quantiles of its effect draws (KGCM-VAE and CEVAE:
+    posterior draws of the latent state; seed ensembles: the members' effects; GST-UNet: its
+    cell-bootstrap refits) or a normal interval from its standard errors (the DML
+    estimators, through EconML's inference). Estimators with neither give point effects only.
+    This is uncertainty *given the fitted model*: it leaves out estimation uncertainty and is
+    far too narrow for the neural models (docs/benchmarks.md).
+
+``"bootstrap"``
+    Estimation uncertainty added: the estimator is refitted ``n_bootstrap`` times on
+    resamples of the training units drawn with replacement **by group** (``groups`` in
+    ``fit``; the experiments pass spatial blocks of ``block`` × ``block`` cells, so windows
+    of one cell and neighbouring cells, which share their errors, are drawn together). The
+    point effect stays the full fit's; the interval is the equal-tailed quantile interval of
+    the pooled draws of the full fit and every refit, each contributing its own model draws
+    (or its point effect when it has none, or normal draws from its standard errors).
+
+.. code-block:: python
+
+    est = kgcm.KGCMVAE(seed=0).fit(Y, T, X=X, inference="bootstrap", groups=blocks)
+    est = kgcm.KGCMVAE(seed=0).fit(
+        Y, T, X=X, inference=kgcm.Inference("bootstrap", n_bootstrap=10), groups=blocks
+    )
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from kgcm.errors import ConfigError, InputError
+
+__all__ = [
+    "METHODS",
+    "Inference",
+    "block_groups",
+    "check_groups",
+    "normal_draws",
+    "resample_groups",
+]
+
+METHODS = ("model", "bootstrap")
+
+#: normal draws per refit for an estimator whose model uncertainty is a standard error
+NORMAL_DRAWS = 100
+
+
+@dataclass(frozen=True)
+class Inference:
+    """The interval strategy of a fit (see the module docstring).
+
+    Attributes
+    ----------
+    method : {"model", "bootstrap"}
+        The estimator's own uncertainty, or that plus a grouped bootstrap of refits.
+    n_bootstrap : int
+        Refits for ``"bootstrap"`` (at least 2; each costs one more fit).
+    block : int
+        Side, in grid cells, of the spatial blocks the experiments resample together
+        (``block_groups``); read by ``kgcm fit`` and ``kgcm benchmark``, not by ``fit``.
+    """
+
+    method: str = "model"
+    n_bootstrap: int = 10
+    block: int = 4
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            from kgcm.errors import did_you_mean
+
+            raise ConfigError(
+                f"inference method must be one of {list(METHODS)}; got {self.method!r}."
+                f"{did_you_mean(str(self.method), METHODS)}"
+            )
+        for key, least in (("n_bootstrap", 2), ("block", 1)):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < least:
+                raise ConfigError(f"inference {key} must be an integer >= {least}; got {value!r}.")
+
+    @classmethod
+    def coerce(cls, value: Any) -> Inference:
+        """An ``Inference`` from None (``"model"``), a method name, a mapping or itself."""
+        if value is None:
+            return cls()
+        if isinstance(value, Inference):
+            return value
+        if isinstance(value, str):
+            return cls(method=value)
+        if isinstance(value, Mapping):
+            unknown = set(value) - {"method", "n_bootstrap", "block"}
+            if unknown:
+                raise ConfigError(
+                    f"unknown inference setting(s) {sorted(unknown)}; known: method, "
+                    f"n_bootstrap, block."
+                )
+            return cls(**dict(value))
+        raise ConfigError(
+            f"inference must be 'model', 'bootstrap', a mapping such as "
+            f"{{method = 'bootstrap', n_bootstrap = 10}} or kgcm.Inference(...); got "
+            f"{type(value).__name__} {value!r}."
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def block_groups(cells: np.ndarray, block: int) -> np.ndarray:
+    """Group label per unit: the ``block`` × ``block`` tile of its grid cell.
+
+    Parameters
+    ----------
+    cells : ndarray (n_units, n_space_dims) of int
+        Each unit's cell index per spatial dimension (``SequenceSet.cells``).
+    block : int
+        Tile side in cells.
+
+    Returns
+    -------
+    ndarray (n_units,) of int64
+    """
+    cells = np.asarray(cells)
+    if cells.ndim == 1:
+        cells = cells[:, None]
+    tiles = cells.astype(np.int64) // int(block)
+    _, labels = np.unique(tiles, axis=0, return_inverse=True)
+    return labels.reshape(-1).astype(np.int64)
+
+
+def resample_groups(groups: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Unit indices of one bootstrap resample: groups drawn with replacement, each bringing all
+    its units (in their original order within the group)."""
+    labels, inverse = np.unique(groups, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    counts = np.bincount(inverse, minlength=labels.size)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    pick = rng.integers(0, labels.size, size=labels.size)
+    pieces = [order[starts[g] : starts[g] + counts[g]] for g in pick]
+    return np.concatenate(pieces)
+
+
+def check_groups(groups: Any, n_units: int) -> np.ndarray | None:
+    """``groups`` as an (n_units,) array, or None; a clear error for anything else."""
+    if groups is None:
+        return None
+    arr = np.asarray(groups)
+    if arr.ndim != 1 or arr.shape[0] != n_units:
+        raise InputError(
+            f"groups must be one label per training unit, shape ({n_units},); got shape "
+            f"{arr.shape}. Pass e.g. kgcm.inference.block_groups(seqs.cells, 4)."
+        )
+    if np.unique(arr).size < 2:
+        raise InputError(
+            "groups holds a single label, so a grouped bootstrap would draw the same data "
+            "every time; give at least two groups (smaller blocks), or groups=None to "
+            "resample units."
+        )
+    return arr
+
+
+def normal_draws(effect: np.ndarray, se: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """``n`` draws of N(effect, se²), ``(n, *effect.shape)`` (deterministic under ``seed``)."""
+    rng = np.random.default_rng(seed)
+    return effect[None] + se[None] * rng.standard_normal((n, *effect.shape))

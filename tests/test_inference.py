@@ -1,0 +1,182 @@
+"""The shared interval strategy (kgcm.inference): model uncertainty, grouped bootstrap."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import fast_params
+
+import kgcm
+from kgcm.errors import ConfigError, InputError
+from kgcm.estimators import estimator_class, list_estimators
+from kgcm.estimators.base import BaseEstimator
+from kgcm.inference import Inference, block_groups, resample_groups
+
+
+def make(name: str, **extra):
+    return kgcm.make_estimator(name, seed=0, **{**fast_params(name), **extra})
+
+
+# ---- the strategy object -------------------------------------------------------------------
+
+
+def test_coerce_accepts_names_mappings_and_itself():
+    assert Inference.coerce(None) == Inference()
+    assert Inference.coerce("bootstrap").method == "bootstrap"
+    assert Inference.coerce({"method": "bootstrap", "n_bootstrap": 3}).n_bootstrap == 3
+    strategy = Inference("bootstrap", n_bootstrap=4, block=2)
+    assert Inference.coerce(strategy) is strategy
+    assert Inference.coerce(strategy.to_dict()) == strategy
+
+
+@pytest.mark.parametrize(
+    ("value", "match"),
+    [
+        ("bootsrap", r"one of \['model', 'bootstrap'\].*bootstrap"),
+        ({"method": "bootstrap", "n_bootstrap": 1}, "n_bootstrap must be an integer >= 2"),
+        ({"method": "bootstrap", "n_boot": 3}, r"unknown inference setting\(s\) \['n_boot'\]"),
+        ({"block": 0}, "block must be an integer >= 1"),
+        (3, "inference must be 'model', 'bootstrap'"),
+    ],
+)
+def test_bad_strategies_are_refused_with_the_fix(value, match):
+    with pytest.raises(ConfigError, match=match):
+        Inference.coerce(value)
+
+
+def test_block_groups_tile_the_grid():
+    cells = np.array([[0, 0], [0, 3], [3, 3], [4, 0], [7, 7], [0, 1]])
+    g = block_groups(cells, 4)
+    assert g[0] == g[1] == g[2] == g[5]  # rows 0-3, cols 0-3
+    assert len({g[0], g[3], g[4]}) == 3
+
+
+def test_resample_groups_draws_whole_groups():
+    groups = np.repeat(np.arange(5), [1, 2, 3, 4, 5])
+    idx = resample_groups(groups, np.random.default_rng(0))
+    drawn = groups[idx]
+    for g in np.unique(drawn):  # every drawn group comes whole, possibly several times
+        assert np.sum(drawn == g) % np.sum(groups == g) == 0
+    # the number of groups drawn is the number of groups
+    counts = {g: np.sum(drawn == g) // np.sum(groups == g) for g in np.unique(drawn)}
+    assert sum(counts.values()) == 5
+
+
+# ---- one public interval path for every estimator -------------------------------------------
+
+
+def test_no_estimator_overrides_the_public_interval_methods():
+    public = ("effect", "effect_interval", "effect_with_interval", "predict", "fit")
+    for name in list_estimators():
+        cls = estimator_class(name)
+        for method in public:
+            assert getattr(cls, method) is getattr(BaseEstimator, method), (name, method)
+
+
+def test_dml_normal_intervals_come_through_the_shared_path(panel):
+    pytest.importorskip("econml")
+    est = make("linear-dml").fit(panel["Y"], panel["T"], X=panel["X"])
+    T1 = panel["T"] + 1.0
+    effect, lower, upper = est.effect_with_interval(panel["X"], T0=panel["T"], T1=T1)
+    np.testing.assert_allclose(effect, est.effect(panel["X"], T0=panel["T"], T1=T1))
+    np.testing.assert_allclose(effect - lower, upper - effect, rtol=1e-9, atol=1e-12)
+    lo90, hi90 = est.effect_interval(panel["X"], T0=panel["T"], T1=T1, alpha=0.1)
+    assert np.all(hi90 - lo90 < upper - lower)  # normal quantiles: 1.645 / 1.960 of the width
+    np.testing.assert_allclose((hi90 - lo90) / (upper - lower), 1.6448536 / 1.9599640, rtol=1e-6)
+
+
+# ---- the grouped bootstrap ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def boot_fit(panel):
+    groups = np.arange(panel["Y"].shape[0]) // 4  # 10 groups of 4 units
+    point = make("s-learner").fit(panel["Y"], panel["T"], X=panel["X"])
+    boot = make("s-learner").fit(
+        panel["Y"],
+        panel["T"],
+        X=panel["X"],
+        inference={"method": "bootstrap", "n_bootstrap": 6},
+        groups=groups,
+    )
+    return point, boot
+
+
+def test_bootstrap_gives_intervals_to_a_point_estimator(panel, boot_fit):
+    point, boot = boot_fit
+    T1 = panel["T"] + 1.0
+    assert not point.gives_intervals()
+    with pytest.raises(NotImplementedError, match="inference='bootstrap'"):
+        point.effect_interval(panel["X"], T0=panel["T"], T1=T1)
+    assert boot.gives_intervals() and len(boot.bootstrap_) == 6
+    effect, lower, upper = boot.effect_with_interval(panel["X"], T0=panel["T"], T1=T1)
+    # the point effect is the full fit's, unchanged by the refits
+    np.testing.assert_allclose(effect, point.effect(panel["X"], T0=panel["T"], T1=T1))
+    assert np.all(lower <= upper) and np.mean(upper - lower) > 0
+    # members are refitted on different resamples: their effects differ
+    members = [m.effect(panel["X"], T0=panel["T"], T1=T1) for m in boot.bootstrap_]
+    assert np.std(np.stack(members), axis=0).mean() > 0
+
+
+def test_bootstrap_widens_model_intervals(panel):
+    name = "kgcm-vae"
+    T1 = panel["T"] + 1.0
+    groups = np.arange(panel["Y"].shape[0]) // 4
+    model = make(name).fit(panel["Y"], panel["T"], X=panel["X"])
+    boot = make(name).fit(
+        panel["Y"], panel["T"], X=panel["X"], inference="bootstrap", groups=groups
+    )
+    lo_m, hi_m = model.effect_interval(panel["X"], T0=panel["T"], T1=T1)
+    lo_b, hi_b = boot.effect_interval(panel["X"], T0=panel["T"], T1=T1)
+    # the full fit is the same model; the refits add their spread around it
+    np.testing.assert_allclose(
+        boot.effect(panel["X"], T0=panel["T"], T1=T1),
+        model.effect(panel["X"], T0=panel["T"], T1=T1),
+    )
+    assert np.median(hi_b - lo_b) > 1.5 * np.median(hi_m - lo_m)
+
+
+def test_bootstrap_round_trips_through_save(tmp_path, panel, boot_fit):
+    _, boot = boot_fit
+    path = tmp_path / "boot.kgcm"
+    boot.save(path)
+    back = kgcm.load(path)
+    assert back.inference_ == boot.inference_ and len(back.bootstrap_) == 6
+    T1 = panel["T"] + 1.0
+    for a, b in zip(
+        boot.effect_with_interval(panel["X"], T0=panel["T"], T1=T1),
+        back.effect_with_interval(panel["X"], T0=panel["T"], T1=T1),
+        strict=True,
+    ):
+        np.testing.assert_allclose(a, b)
+
+
+def test_bootstrap_is_deterministic_under_the_seed(panel, boot_fit):
+    _, boot = boot_fit
+    again = make("s-learner").fit(
+        panel["Y"],
+        panel["T"],
+        X=panel["X"],
+        inference={"method": "bootstrap", "n_bootstrap": 6},
+        groups=np.arange(panel["Y"].shape[0]) // 4,
+    )
+    T1 = panel["T"] + 1.0
+    np.testing.assert_array_equal(
+        boot.effect_interval(panel["X"], T0=panel["T"], T1=T1),
+        again.effect_interval(panel["X"], T0=panel["T"], T1=T1),
+    )
+
+
+@pytest.mark.parametrize(
+    ("groups", "match"),
+    [
+        (np.zeros(7), r"one label per training unit, shape \(40,\)"),
+        (np.zeros(40), "a single label"),
+        (np.zeros((40, 2)), r"one label per training unit"),
+    ],
+)
+def test_bad_groups_are_refused(panel, groups, match):
+    with pytest.raises(InputError, match=match):
+        make("s-learner").fit(
+            panel["Y"], panel["T"], X=panel["X"], inference="bootstrap", groups=groups
+        )
