@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import fast_params
 
 import kgcm
+from conftest import fast_params
 from kgcm.errors import ConfigError, InputError
 from kgcm.estimators import estimator_class, list_estimators
 from kgcm.estimators.base import BaseEstimator
