@@ -180,3 +180,51 @@ def test_bad_groups_are_refused(panel, groups, match):
         make("s-learner").fit(
             panel["Y"], panel["T"], X=panel["X"], inference="bootstrap", groups=groups
         )
+
+
+# ---- the experiments pass spatial blocks ---------------------------------------------------
+
+
+def test_benchmark_cell_bootstraps_spatial_blocks(monkeypatch):
+    from kgcm.experiments import benchmark as bm
+
+    seen = {}
+    original = BaseEstimator._fit_bootstrap
+
+    def spy(self, data, X, groups, n_refits):
+        seen["groups"], seen["n"] = groups, n_refits
+        return original(self, data, X, groups, n_refits)
+
+    monkeypatch.setattr(BaseEstimator, "_fit_bootstrap", spy)
+    dataset = bm.DatasetSpec("arctic", "arctic", {"ny": 8, "nx": 8, "days": 60})
+    spec = bm.EstimatorSpec(
+        "cf-rnn",
+        params=fast_params("cf-rnn"),
+        inference={"method": "bootstrap", "n_bootstrap": 2, "block": 4},
+    )
+    row = bm.run_cell(dataset, spec, 0, tau=5, alpha=0.05)
+    assert row["status"] == "ok", row
+    assert 0.0 <= row["coverage"] <= 1.0 and row["width"] > 0
+    assert seen["n"] == 2 and 2 <= np.unique(seen["groups"]).size <= 4  # 2x2 blocks of 4x4
+    # the strategy is part of the cell's fingerprint: changing it reruns the cell
+    plain = bm.EstimatorSpec("cf-rnn", params=fast_params("cf-rnn"))
+    assert bm.cell_spec(dataset, spec, 5, 0.05) != bm.cell_spec(dataset, plain, 5, 0.05)
+
+
+def test_configs_refuse_a_bad_strategy():
+    from kgcm.config import EstimatorConfig
+    from kgcm.experiments import benchmark as bm
+
+    with pytest.raises(ConfigError, match="inference method must be one of"):
+        EstimatorConfig(inference={"method": "jackknife"})
+    with pytest.raises(ConfigError, match="n_bootstrap must be an integer >= 2"):
+        bm.EstimatorSpec("s-learner", inference={"method": "bootstrap", "n_bootstrap": 0})
+
+
+def test_one_block_is_refused():
+    from kgcm.inference import fit_arguments
+
+    cells = np.array([[0, 0], [1, 1], [2, 2]])
+    with pytest.raises(ConfigError, match="one block"):
+        fit_arguments({"method": "bootstrap", "block": 8}, cells)
+    assert fit_arguments(None, cells) == {"inference": Inference()}

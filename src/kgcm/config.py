@@ -48,6 +48,14 @@ class EstimatorConfig:
 
     name: str = "kgcm-vae"
     params: dict[str, Any] = field(default_factory=_demo_params)
+    #: the interval strategy (kgcm.inference): {} is the estimator's own ("model");
+    #: {method = "bootstrap", n_bootstrap = 10, block = 4} refits on spatial blocks of cells
+    inference: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from kgcm.inference import Inference
+
+        Inference.coerce(self.inference)  # a bad setting fails when the config is read
 
 
 @dataclass(frozen=True)

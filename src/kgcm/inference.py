@@ -44,6 +44,8 @@ __all__ = [
     "Inference",
     "block_groups",
     "check_groups",
+    "describe",
+    "fit_arguments",
     "normal_draws",
     "resample_groups",
 ]
@@ -170,3 +172,34 @@ def normal_draws(effect: np.ndarray, se: np.ndarray, n: int, seed: int) -> np.nd
     """``n`` draws of N(effect, se²), ``(n, *effect.shape)`` (deterministic under ``seed``)."""
     rng = np.random.default_rng(seed)
     return effect[None] + se[None] * rng.standard_normal((n, *effect.shape))
+
+
+def fit_arguments(inference: Any, cells: np.ndarray | None) -> dict[str, Any]:
+    """The ``inference`` and ``groups`` keywords of ``fit`` for units on a grid: spatial blocks
+    of ``block`` cells when bootstrapping (single units when ``cells`` is None)."""
+    strategy = Inference.coerce(inference or None)
+    if strategy.method != "bootstrap":
+        return {"inference": strategy}
+    groups = None if cells is None else block_groups(cells, strategy.block)
+    if groups is not None and np.unique(groups).size < 2:
+        raise ConfigError(
+            f"inference.block = {strategy.block} puts every training cell in one block, so a "
+            f"block bootstrap has nothing to resample; use a smaller block."
+        )
+    return {"inference": strategy, "groups": groups}
+
+
+def describe(inference: Any, groups: np.ndarray | None) -> str:
+    """One line for logs: the strategy and, for a bootstrap, what it resamples."""
+    strategy = Inference.coerce(inference or None)
+    if strategy.method == "model":
+        return "intervals: the estimator's own uncertainty (inference.method = 'model')"
+    what = (
+        f"{np.unique(groups).size} blocks of {strategy.block}x{strategy.block} cells"
+        if groups is not None
+        else "single units"
+    )
+    return (
+        f"intervals: block bootstrap, {strategy.n_bootstrap} refits on resamples of {what} "
+        f"(fitting takes {strategy.n_bootstrap + 1}x as long)"
+    )

@@ -96,9 +96,14 @@ class EstimatorSpec:
     name: str
     label: str = ""
     params: dict[str, Any] = field(default_factory=dict)
+    #: the interval strategy (kgcm.inference); {} is the estimator's own
+    inference: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check_name(self.key, "estimator label")  # it becomes a folder under cells/
+        from kgcm.inference import Inference
+
+        Inference.coerce(self.inference or None)
 
     @property
     def key(self) -> str:
@@ -342,6 +347,7 @@ def run_cell(
     on the data (recorded as ``status``)."""
     from kgcm import metrics
     from kgcm.estimators import estimator_class, make_estimator
+    from kgcm.inference import fit_arguments
 
     row: dict[str, Any] = {
         "dataset": dataset.name,
@@ -355,7 +361,12 @@ def run_cell(
         hints = {k: v for k, v in task.fit_params.items() if k in accepted}
         est = make_estimator(estimator.name, seed=seed, **{**hints, **estimator.params})
         started = time.perf_counter()
-        est.fit(task.Y_train, task.T_train, X=task.X_train)
+        est.fit(
+            task.Y_train,
+            task.T_train,
+            X=task.X_train,
+            **fit_arguments(estimator.inference, _grid_cells(task.X_train)),
+        )
         row["fit_s"] = round(time.perf_counter() - started, 3)
         lower = upper = None
         if est.gives_intervals():
@@ -389,6 +400,14 @@ def run_cell(
     return row
 
 
+def _grid_cells(X: Any) -> np.ndarray | None:
+    """Each unit's (row, column) from a gridded task's X (None for other tasks)."""
+    coords = getattr(X, "coords", {})
+    if "cell_y" in coords and "cell_x" in coords:
+        return np.stack([coords["cell_y"].values, coords["cell_x"].values], axis=1)
+    return None
+
+
 def _cell_path(out: Path, dataset: str, estimator: str, seed: int) -> Path:
     return out / "cells" / dataset / estimator / f"seed-{seed}.json"
 
@@ -399,7 +418,8 @@ def cell_spec(dataset: DatasetSpec, estimator: EstimatorSpec, tau: int, alpha: f
     matches the current config, so editing a config reruns exactly the cells it changes."""
     settings = {
         "dataset": asdict(dataset),
-        "estimator": {"name": estimator.name, "params": estimator.params},
+        "estimator": {"name": estimator.name, "params": estimator.params}
+        | ({"inference": estimator.inference} if estimator.inference else {}),
         "tau": tau,
         "alpha": alpha,
     }

@@ -127,7 +127,12 @@ def _run_demo(
         f"[3/5] fitting {config.estimator.name} on {train.n_units} sequences "
         f"({len(np.unique(train.cells, axis=0))} cells x {len(np.unique(train.starts))} windows)"
     )
-    est.fit(train.Y, train.T, X=train.X_xarray())  # the DataArray carries covariate names
+    from kgcm.inference import describe, fit_arguments
+
+    fit_args = fit_arguments(config.estimator.inference, train.cells)
+    log(f"      {describe(fit_args['inference'], fit_args.get('groups'))}")
+    # the DataArray carries covariate names
+    est.fit(train.Y, train.T, X=train.X_xarray(), **fit_args)
     lap("fit")
 
     log(f"[4/5] estimating effects of the scenario {scenario.describe()}")

@@ -319,7 +319,11 @@ def _run_fit(
         f"({X_train.sizes['feature']} covariates: {', '.join(map(str, X_train['feature'].values))}"
         f"); {test.n_units:,} held out by {config.split}"
     )
-    est.fit(design.target(train, prep.doy), train.T, X=X_train)
+    from kgcm.inference import describe, fit_arguments
+
+    fit_args = fit_arguments(config.estimator.inference, train.cells)
+    log(describe(fit_args["inference"], fit_args.get("groups")))
+    est.fit(design.target(train, prep.doy), train.T, X=X_train, **fit_args)
     fit_s = time.perf_counter() - started
     X_test = design.covariates(test, prep.doy)
     pred = design.outcome_from(est.predict(X_test.values, test.T), test, prep.doy)
