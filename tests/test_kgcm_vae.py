@@ -97,6 +97,27 @@ def test_encoder_may_see_treatment(panel) -> None:
     assert est.effect(panel["X"], T0=panel["T"], T1=panel["T"] + 1).shape == panel["T"].shape
 
 
+def test_counterfactual_predictions_abduct_from_the_factual_path(panel) -> None:
+    X, T0 = panel["X"], panel["T"]
+    T1 = T0 + 1.0
+    sees = _fit(panel, encoder_treatment=True)
+    # the state is inferred under T0 (as in effect), then T1 is applied: not the same as
+    # inferring it under T1
+    cf = sees.predict(X, T1, factual=T0)
+    assert np.abs(cf - sees.predict(X, T1)).max() > 1e-6
+    np.testing.assert_allclose(sees.predict(X, T0, factual=T0), sees.predict(X, T0))
+    # the state is the factual one: effect draws with z at its posterior mean give cf - f
+    # up to the spread of z; the mean effect and cf - f agree far better than cf(T1-abducted)
+    effect = sees.effect(X, T0=T0, T1=T1)
+    gap_factual = np.abs((cf - sees.predict(X, T0)) - effect).mean()
+    gap_t1 = np.abs((sees.predict(X, T1) - sees.predict(X, T0)) - effect).mean()
+    assert gap_factual < gap_t1
+    blind = _fit(panel)  # the default encoder reads X only: factual= changes nothing
+    np.testing.assert_allclose(blind.predict(X, T1, factual=T0), blind.predict(X, T1))
+    with pytest.raises(InputError, match=r"but factual has \(40, 11\)"):
+        blind.predict(X, T1, factual=T0[:, :-1])
+
+
 def test_errors(panel) -> None:
     Y, T, X = panel["Y"], panel["T"], panel["X"]
     with pytest.raises(InputError, match="treatment T is constant"):

@@ -360,12 +360,23 @@ class BaseEstimator:
             members.append(member.fit(data.Y[idx], data.T[idx], X=x_sub))
         return members
 
-    def predict(self, X: Any | None, T: Any) -> np.ndarray:
-        """Outcome under treatment path ``T``: ``(n_units, n_steps)`` in the outcome's units."""
+    def predict(self, X: Any | None, T: Any, *, factual: Any | None = None) -> np.ndarray:
+        """Outcome under treatment path ``T``: ``(n_units, n_steps)`` in the outcome's units.
+
+        ``factual`` is the path under which ``X`` was observed (default ``T``: a factual
+        prediction). For a counterfactual ``T``, pass it: a model that reads the treatment
+        when it infers its hidden state (KGCM-VAE with ``encoder_treatment=True``) infers the
+        state from the factual path, as ``effect`` does, and only then applies ``T``."""
         self._check_fitted()
         data = validate_inputs(None, T, X, n_features=self.n_features_in_)
         with self._input_context(X):
-            out = self._predict(data.X, data.T)
+            if factual is None:
+                out = self._predict(data.X, data.T)
+            else:
+                observed = validate_inputs(
+                    None, factual, X, n_features=self.n_features_in_, t_name="factual"
+                )
+                out = self._predict_under(data.X, observed.T, data.T)
         return self._check_finite(out, "predictions")
 
     def effect(self, X: Any | None = None, *, T0: Any, T1: Any) -> np.ndarray:
@@ -500,6 +511,12 @@ class BaseEstimator:
     def _effect_draws(self, X: np.ndarray, T0: np.ndarray, T1: np.ndarray) -> np.ndarray | None:
         """Draws of the effect, ``(n_draws, n_units, n_steps)``, or None (point only)."""
         return None
+
+    def _predict_under(self, X: np.ndarray, factual: np.ndarray, T: np.ndarray) -> np.ndarray:
+        """Outcome under ``T`` with the hidden state inferred under ``factual``; models whose
+        state does not read the treatment ignore ``factual``."""
+        del factual
+        return self._predict(X, T)
 
     def _effect_se(
         self, X: np.ndarray, T0: np.ndarray, T1: np.ndarray

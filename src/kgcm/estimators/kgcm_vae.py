@@ -470,7 +470,11 @@ class KGCMVAE(BaseEstimator):
 
     # ---- prediction ----------------------------------------------------------------------
     def _predict(self, X: np.ndarray, T: np.ndarray) -> np.ndarray:
-        preds = [self._run(net, X, T, None, draws=0) for net in self.models_]
+        return self._predict_under(X, T, T)
+
+    def _predict_under(self, X: np.ndarray, factual: np.ndarray, T: np.ndarray) -> np.ndarray:
+        # abduction from the factual path (read only with encoder_treatment), action T
+        preds = [self._run(net, X, factual, T, draws=0) for net in self.models_]
         return self.y_scaler_.inverse(np.mean(preds, axis=0))
 
     def _effect_draws(self, X: np.ndarray, T0: np.ndarray, T1: np.ndarray) -> np.ndarray:
@@ -486,13 +490,14 @@ class KGCMVAE(BaseEstimator):
         net: KGCMNet,
         X: np.ndarray,
         T0: np.ndarray,
-        T1: np.ndarray | None,
+        T1: np.ndarray,
         *,
         draws: int,
         seed: int = 0,
         rows_per_chunk: int = 65536,
     ) -> np.ndarray:
-        """Posterior-mean predictions under T0 (draws=0), or effect draws of T1 vs T0."""
+        """Posterior-mean predictions under T1 with z inferred under T0 (draws=0), or effect
+        draws of T1 vs T0."""
         net.eval()
         x = to_tensor(self.x_scaler_.transform(X))
         t0 = to_tensor(self.t_scaler_.transform(T0))
@@ -506,10 +511,10 @@ class KGCMVAE(BaseEstimator):
             sl = slice(start, start + chunk)
             # abduction uses the factual path T0 (only read when encoder_treatment is on)
             mu, logvar = net.posterior(x[sl], t0[sl])
-            if draws == 0:
-                out.append(net.outcome_mean(mu, net.treatment_features(t0[sl])).numpy())
-                continue
             assert t1 is not None
+            if draws == 0:
+                out.append(net.outcome_mean(mu, net.treatment_features(t1[sl])).numpy())
+                continue
             eps = torch.randn((draws, *mu.shape), generator=gen)
             z = mu + eps * (0.5 * logvar).exp()
             y0, y1 = net.outcome_paths(

@@ -384,7 +384,7 @@ def run_cell(
         if lower is not None:
             row["coverage"] = metrics.interval_coverage(truth, lower, upper)
             row["width"] = metrics.interval_width(lower, upper)
-        y1 = est.predict(task.X_test, task.cf_T1)
+        y1 = est.predict(task.X_test, task.cf_T1, factual=task.T0_test)
         s = task.cf_start
         row["cf_rmse_1"] = metrics.rmse(task.cf_Y1[:, s], y1[:, s])
         if s + tau - 1 < y1.shape[1]:
