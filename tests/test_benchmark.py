@@ -205,7 +205,13 @@ def test_config_errors() -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["benchmark-arctic", "benchmark-arctic-replication", "benchmark-paper", "benchmark-ihdp"],
+    [
+        "benchmark-arctic",
+        "benchmark-arctic-replication",
+        "benchmark-paper",
+        "benchmark-ihdp",
+        "benchmark-coverage",
+    ],
 )
 def test_shipped_configs_load(name) -> None:
     cfg = load_config(bm.BenchmarkConfig, ROOT / "configs" / f"{name}.toml")
