@@ -139,10 +139,10 @@ def test_errors(panel) -> None:
 def test_binary_treatment_groups(panel) -> None:
     T = (panel["T"] > 1.0).astype(float)  # a minority treated: strict split
     est = _fit({**panel, "T": T})
-    assert est.mmd_strict_
+    assert est.strict_
     T = (panel["T"] > -1.0).astype(float)  # a majority treated: median is 1, so >= is used
     est = _fit({**panel, "T": T})
-    assert not est.mmd_strict_
+    assert not est.strict_
 
 
 def test_recovers_effect_on_simulator() -> None:

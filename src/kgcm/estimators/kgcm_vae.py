@@ -60,11 +60,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from kgcm.errors import ConfigError, InputError, did_you_mean
-from kgcm.estimators._recurrent import group_mmd, mlp
+from kgcm.errors import InputError
+from kgcm.estimators._recurrent import NeuralSequenceEstimator, group_mmd, mlp
 from kgcm.estimators.adjacency import AdjacencySpec, build_adjacency
-from kgcm.estimators.base import BaseEstimator, ValidatedData
-from kgcm.estimators.training import TrainingConfig, fit_module, resolve_device, to_tensor
+from kgcm.estimators.base import ValidatedData
+from kgcm.estimators.training import TrainingConfig, resolve_device, to_tensor
 from kgcm.losses import gaussian_kl, warmup
 
 __all__ = ["KGCMVAE"]
@@ -218,7 +218,7 @@ class KGCMNet(nn.Module):
 # The estimator
 
 
-class KGCMVAE(BaseEstimator):
+class KGCMVAE(NeuralSequenceEstimator):
     """Knowledge-Guided Causal Model VAE for continuous, time-varying treatments.
 
     Parameters
@@ -288,6 +288,27 @@ class KGCMVAE(BaseEstimator):
         "needs_covariates": True,
         "sequence": True,
     }
+    _positive_ints: ClassVar[tuple[str, ...]] = (
+        "latent_dim",
+        "hidden",
+        "treatment_embedding",
+        "history",
+        "n_draws",
+        "n_ensemble",
+    )
+    _nonnegative: ClassVar[tuple[str, ...]] = (
+        "kl_weight",
+        "mmd_weight",
+        "reconstruction_weight",
+        "adjacency_l1",
+        "dropout",
+    )
+    _choices: ClassVar[dict[str, tuple[str, ...]]] = {
+        "adjacency": _ADJACENCY,
+        "prior": _PRIOR,
+        "encoder": _ENCODER,
+    }
+    _label: ClassVar[str] = "KGCM-VAE"
 
     def __init__(
         self,
@@ -340,68 +361,18 @@ class KGCMVAE(BaseEstimator):
         self.n_ensemble = n_ensemble
         self.training = training
 
-    # ---- validation of settings (in fit, scikit-learn style) -----------------------------
-    def _check_params(self) -> TrainingConfig:
-        choices = {"adjacency": _ADJACENCY, "prior": _PRIOR, "encoder": _ENCODER}
-        for key, allowed in choices.items():
-            value = getattr(self, key)
-            if value not in allowed:
-                raise ConfigError(
-                    f"{key} must be one of {list(allowed)}; got {value!r}."
-                    f"{did_you_mean(str(value), allowed)}"
-                )
-        positive = (
-            "latent_dim",
-            "hidden",
-            "treatment_embedding",
-            "history",
-            "n_draws",
-            "n_ensemble",
-        )
-        for key in positive:
-            value = getattr(self, key)
-            if not isinstance(value, int | np.integer) or value < 1:
-                raise ConfigError(f"{key} must be an integer >= 1; got {value!r}.")
-        for key in ("kl_weight", "mmd_weight", "reconstruction_weight", "adjacency_l1", "dropout"):
-            value = getattr(self, key)
-            if not np.isfinite(value) or value < 0:
-                raise ConfigError(f"{key} must be a finite number >= 0; got {value!r}.")
-        if self.dropout >= 1:
-            raise ConfigError(f"dropout must be below 1; got {self.dropout!r}.")
-        return TrainingConfig.coerce(self.training)
-
-    # ---- fit -----------------------------------------------------------------------------
+    # ---- fit: the shared loop of the neural estimators (NeuralSequenceEstimator) -------------
     def _fit(self, data: ValidatedData) -> None:
         training = self._check_params()
-        assert data.Y is not None
-        t_scaled = self.t_scaler_.transform(data.T)
-        self.mmd_threshold_, self.mmd_strict_ = _mmd_split(t_scaled)
         p = data.X.shape[2]
         self.block_ = max(1, -(-self.latent_dim // p)) if (self.decoder and p) else 0
         self.latent_dim_ = self.block_ * p if self.block_ else self.latent_dim
         self.adjacency_spec_ = self._adjacency(p)
-        tensors = {
-            "x": to_tensor(self.x_scaler_.transform(data.X)),
-            "t": to_tensor(t_scaled),
-            "y": to_tensor(self.y_scaler_.transform(data.Y)),
-        }
-        self.models_: list[KGCMNet] = []
-        self.histories_: list[list[dict[str, float]]] = []
-        for k in range(self.n_ensemble):
-            seed = int(self.seed) + k
-            net, history = fit_module(
-                lambda: self._build(p),
-                tensors,
-                loss_fn=self._loss_fn,
-                val_fn=self._val_fn,
-                config=training,
-                seed=seed,
-                description=f"KGCM-VAE {k + 1}/{self.n_ensemble}",
-            )
-            self.models_.append(net.cpu())  # type: ignore[arg-type]
-            self.histories_.append(history)
-        self.history_ = self.histories_[0]
         self.device_ = str(resolve_device(training.device))
+        super()._fit(data)  # median split for the MMD groups, members trained in turn
+
+    def _model_gives_intervals(self) -> bool:
+        return True  # posterior draws of z, even from one member
 
     def _adjacency(self, p: int) -> AdjacencySpec | None:
         if not self.decoder or p == 0 or self.adjacency == "off":
@@ -411,9 +382,9 @@ class KGCMVAE(BaseEstimator):
             names, p, edges=self.edges, learn_within_allowed=self.learn_adjacency
         )
 
-    def _build(self, p: int) -> KGCMNet:
+    def _build(self) -> KGCMNet:
         return KGCMNet(
-            n_features=p,
+            n_features=self.n_features_in_,
             latent_dim=self.latent_dim_,
             hidden=self.hidden,
             treatment_embedding=self.treatment_embedding,
@@ -450,7 +421,7 @@ class KGCMVAE(BaseEstimator):
                 loss = loss + self.kl_weight * warmup(epoch, self.kl_warmup) * kl
                 parts["kl"] = kl.item()
             if self.mmd_weight:
-                mmd = group_mmd(mu, t, self.mmd_threshold_, self.mmd_strict_)
+                mmd = group_mmd(mu, t, self.threshold_, self.strict_)
                 if mmd is not None:
                     loss = loss + self.mmd_weight * warmup(epoch, self.mmd_warmup) * mmd
                     parts["mmd"] = mmd.item()
@@ -459,8 +430,7 @@ class KGCMVAE(BaseEstimator):
 
         return loss_fn
 
-    @staticmethod
-    def _val_fn(net: KGCMNet):
+    def _val_fn(self, net: KGCMNet):
         def val_fn(batch: dict[str, torch.Tensor]) -> torch.Tensor:
             mu, _ = net.posterior(batch["x"], batch["t"])
             y_hat = net.outcome_mean(mu, net.treatment_features(batch["t"]))
@@ -469,6 +439,10 @@ class KGCMVAE(BaseEstimator):
         return val_fn
 
     # ---- prediction ----------------------------------------------------------------------
+    def _predict_member(self, net: nn.Module, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        mu, _ = net.posterior(x, t)  # type: ignore[operator]
+        return net.outcome_mean(mu, net.treatment_features(t))  # type: ignore[operator]
+
     def _predict(self, X: np.ndarray, T: np.ndarray) -> np.ndarray:
         return self._predict_under(X, T, T)
 
@@ -531,14 +505,10 @@ class KGCMVAE(BaseEstimator):
         with torch.no_grad():
             return np.mean([m.decoder.mask().numpy() for m in self.models_], axis=0)
 
-    # ---- persistence ---------------------------------------------------------------------
-    def _get_state(self) -> dict[str, Any]:
+    # ---- persistence (members, split and histories by the shared base) --------------------
+    def _extra_state(self) -> dict[str, Any]:
         spec = self.adjacency_spec_
         return {
-            "models": [m.state_dict() for m in self.models_],
-            "histories": self.histories_,
-            "mmd_threshold": self.mmd_threshold_,
-            "mmd_strict": self.mmd_strict_,
             "block": self.block_,
             "latent_dim": self.latent_dim_,
             "adjacency": None
@@ -547,9 +517,7 @@ class KGCMVAE(BaseEstimator):
             "device": self.device_,
         }
 
-    def _set_state(self, state: dict[str, Any]) -> None:
-        self.mmd_threshold_ = float(state["mmd_threshold"])
-        self.mmd_strict_ = bool(state["mmd_strict"])
+    def _set_extra_state(self, state: dict[str, Any]) -> None:
         self.block_ = int(state["block"])
         self.latent_dim_ = int(state["latent_dim"])
         adj = state["adjacency"]
@@ -560,38 +528,4 @@ class KGCMVAE(BaseEstimator):
                 fixed=np.asarray(adj["fixed"]), learnable=np.asarray(adj["learnable"])
             )
         )
-        self.histories_ = state["histories"]
-        self.history_ = self.histories_[0]
         self.device_ = state["device"]
-        self.models_ = []
-        for sd in state["models"]:
-            net = self._build(self.n_features_in_)
-            net.load_state_dict(sd)
-            net.eval()
-            self.models_.append(net)
-
-
-# --------------------------------------------------------------------------------------------
-# Helpers
-
-
-def _mmd_split(t_scaled: np.ndarray) -> tuple[float, bool]:
-    """Median split of the treatment into MMD groups: ``(threshold, strict)``.
-
-    "Treated" is ``t > threshold`` (strict) or ``t >= threshold``, whichever leaves both groups
-    non-empty and closer to balanced (binary treatments with many ties need the second).
-    """
-    flat = t_scaled.ravel()
-    if np.ptp(flat) <= 1e-12:
-        raise InputError(
-            "the treatment T is constant across all units and steps, so there is no variation "
-            "to learn an effect from (and the MMD treated/control groups would be empty). "
-            "Pass a treatment that varies, e.g. the velocity modulation of real fields."
-        )
-    threshold = float(np.median(flat))
-    above_strict = np.mean(flat > threshold)
-    above_loose = np.mean(flat >= threshold)
-    strict = abs(above_strict - 0.5) <= abs(above_loose - 0.5) and 0 < above_strict < 1
-    if not strict and not 0 < above_loose < 1:  # pragma: no cover - excluded by ptp check
-        raise InputError("could not split the treatment into two groups for MMD.")
-    return threshold, bool(strict)
