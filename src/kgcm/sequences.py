@@ -330,11 +330,19 @@ def to_sequences(
 
 
 def split_units(
-    seqs: SequenceSet, *, test_fraction: float, seed: int, by: str = "cell"
+    seqs: SequenceSet,
+    *,
+    test_fraction: float,
+    seed: int,
+    by: str = "cell",
+    block: int = 6,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Random train/test split of unit indices.
 
     ``by="cell"`` holds out whole cells (all their windows: effects on unseen places);
+    ``by="block"`` holds out whole ``block`` × ``block`` tiles of cells, so held-out cells
+    have few trained neighbours (effects on unseen regions, with spatially correlated
+    forcing not shared across the split);
     ``by="unit"`` holds out windows independently (the paper's split by window);
     ``by="time"`` holds out the latest windows (every cell's last ``test_fraction`` of window
     starts: effects in an unseen future period; ``seed`` is not used); with overlapping windows,
@@ -353,6 +361,25 @@ def split_units(
             raise InputError(f"only {len(unique)} cells: too few to hold {test_fraction:.0%} out.")
         test_cells = rng.choice(unique, size=n_test, replace=False)
         is_test = np.isin(cell_id, test_cells)
+    elif by == "block":
+        if seqs.cells.shape[1] == 0:
+            raise InputError("the data have no spatial cells; split by='unit' instead.")
+        if isinstance(block, bool) or not isinstance(block, int | np.integer) or block < 1:
+            raise InputError(f"block must be an integer >= 1 (cells); got {block!r}.")
+        tile = np.ravel_multi_index(
+            tuple((seqs.cells // int(block)).T),
+            tuple(-(-n // int(block)) for n in seqs.template.shape[1:]),
+        )
+        tiles, which = np.unique(tile, return_inverse=True)
+        if tiles.size < 2:
+            raise InputError(
+                f"block={block} covers the whole grid in one tile; use a smaller block."
+            )
+        # hold out tiles in random order until the held-out share of units is reached
+        order = rng.permutation(tiles.size)
+        share = (np.bincount(which.reshape(-1), minlength=tiles.size) / tile.size)[order].cumsum()
+        n_test = min(int(np.searchsorted(share, test_fraction)) + 1, tiles.size - 1)
+        is_test = np.isin(which.reshape(-1), order[:n_test])
     elif by == "unit":
         n = seqs.n_units
         n_test = max(1, round(test_fraction * n))
@@ -379,5 +406,5 @@ def split_units(
             )
         return np.flatnonzero(is_train), np.flatnonzero(is_test)
     else:
-        raise InputError(f"by must be 'cell', 'unit' or 'time'; got {by!r}.")
+        raise InputError(f"by must be 'cell', 'block', 'unit' or 'time'; got {by!r}.")
     return np.flatnonzero(~is_test), np.flatnonzero(is_test)

@@ -172,6 +172,7 @@ class Task:
     cf_Y1: np.ndarray  # exact outcome under cf_T1
     cf_start: int
     fit_params: dict[str, Any] = field(default_factory=dict)  # dataset-specific hints
+    score_from: int = 0  # effects are scored on steps >= score_from (a factual burn-in)
 
 
 def make_task(spec: DatasetSpec, seed: int, *, base_dir: Path | None = None) -> Task:
@@ -192,19 +193,68 @@ def _arctic_task(params: dict[str, Any], seed: int, base: Path | None) -> Task:
 
     window = int(params.pop("window", 30))
     test_fraction = float(params.pop("test_fraction", 0.25))
-    scale = float(params.pop("scale", 1.5))
+    design = _evaluation_design(params, window)
     arctic = from_dict(ArcticConfig, {**params, "seed": seed}, where="arctic")
     sim = simulate_arctic(arctic)
     seqs = to_sequences(sim.dataset, window=window)
-    tr, te = split_units(seqs, test_fraction=test_fraction, seed=seed, by="cell")
+    tr, te = split_units(
+        seqs, test_fraction=test_fraction, seed=seed, by=design.split, block=design.block
+    )
     train, test = seqs.subset(tr), seqs.subset(te)
-    T1 = scale * test.T
+    shift = design.shift_sd * float(seqs.T.std()) if design.shift_sd is not None else None
+    T1 = design.plan(test.T, design.burn_in, shift)
     truth = sim.window_effects(T1, test.cells, test.starts, window)
-    start = window // 2
-    cf_T1 = test.T.copy()
-    cf_T1[:, start:] *= scale
+    start = max(window // 2, design.burn_in)
+    cf_T1 = design.plan(test.T, start, shift)
     cf_effect = sim.window_effects(cf_T1, test.cells, test.starts, window)
-    return _grid_task(train, test, T1, truth, cf_T1, cf_effect, start)
+    task = _grid_task(train, test, T1, truth, cf_T1, cf_effect, start)
+    return replace(task, score_from=design.burn_in)
+
+
+@dataclass(frozen=True)
+class _EvaluationDesign:
+    """How an ``arctic`` world is evaluated: the scenario (``scale``, or an in-support
+    ``shift_sd``: T1 = T0 + shift_sd x sd(T)), the split (``cell``, ``block`` tiles of
+    ``block`` cells, ``time``) and a factual ``burn_in``: the first steps of each window keep
+    the factual treatment and are not scored, so the scored effects depend on treatment
+    history inside the window only when ``burn_in >= response_length - 1``."""
+
+    scale: float = 1.5
+    shift_sd: float | None = None
+    split: str = "cell"
+    block: int = 6
+    burn_in: int = 0
+
+    def plan(self, T0: np.ndarray, start: int, shift: float | None) -> np.ndarray:
+        """T1: the factual path before step ``start``, the scenario from it on."""
+        T1 = T0.copy()
+        T1[:, start:] = T0[:, start:] + shift if shift is not None else self.scale * T0[:, start:]
+        return T1
+
+
+def _evaluation_design(params: dict[str, Any], window: int) -> _EvaluationDesign:
+    """Pop the evaluation settings out of an ``arctic`` dataset's params (checked)."""
+    if "scale" in params and "shift_sd" in params:
+        raise ConfigError(
+            "an arctic dataset takes one scenario: scale (T1 = scale x T0) or shift_sd "
+            "(T1 = T0 + shift_sd x sd(T)); remove one of them."
+        )
+    design = _EvaluationDesign(
+        scale=float(params.pop("scale", 1.5)),
+        shift_sd=None if params.get("shift_sd") is None else float(params.pop("shift_sd")),
+        split=str(params.pop("split", "cell")),
+        block=params.pop("block", 6),
+        burn_in=params.pop("burn_in", 0),
+    )
+    params.pop("shift_sd", None)
+    if design.split not in ("cell", "block", "time"):
+        raise ConfigError(f"arctic split must be 'cell', 'block' or 'time'; got {design.split!r}.")
+    b = design.burn_in
+    if isinstance(b, bool) or not isinstance(b, int) or not 0 <= b < window:
+        raise ConfigError(
+            f"arctic burn_in must be an integer in [0, window) = [0, {window}); got {b!r}."
+        )
+    return design
 
 
 def _grid_task(
@@ -375,7 +425,10 @@ def run_cell(
             )
         else:
             effect = est.effect(task.X_test, T0=task.T0_test, T1=task.T1_test)
-        truth = task.true_effect
+        scored = slice(task.score_from, None)
+        truth, effect = task.true_effect[:, scored], effect[:, scored]
+        if lower is not None:
+            lower, upper = lower[:, scored], upper[:, scored]
         row["pehe"] = metrics.pehe(truth, effect)
         row["ate_error"] = metrics.ate_error(truth, effect)
         row["factual_rmse"] = metrics.factual_rmse(
