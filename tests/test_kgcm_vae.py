@@ -51,6 +51,7 @@ def _fit(panel, **params):
     [
         ({}, {"outcome", "reconstruction", "kl", "mmd", "adjacency_l1"}, set()),
         ({"mmd_weight": 0.0}, {"kl"}, {"mmd"}),
+        ({"balancing": "hsic"}, {"kl", "hsic"}, {"mmd"}),
         ({"decoder": False}, {"kl", "mmd"}, {"reconstruction", "adjacency_l1"}),
         ({"adjacency": "off"}, {"reconstruction"}, {"adjacency_l1"}),
         ({"prior": "standard", "kl_weight": 0.0}, {"outcome"}, {"kl"}),

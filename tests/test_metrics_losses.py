@@ -11,7 +11,7 @@ from hypothesis.extra.numpy import arrays
 
 from kgcm import metrics as m
 from kgcm.errors import InputError
-from kgcm.losses import gaussian_kl, mmd_rbf, warmup
+from kgcm.losses import gaussian_kl, hsic_rbf, mmd_rbf, warmup
 
 vals = arrays(
     np.float64, st.tuples(st.integers(1, 6), st.integers(1, 6)), elements=st.floats(-100, 100)
@@ -85,3 +85,17 @@ def test_warmup() -> None:
     assert warmup(0, 10) == pytest.approx(0.1)
     assert warmup(20, 10) == 1.0
     assert warmup(0, 0) == 1.0
+
+
+def test_hsic_detects_dependence_linear_or_not_and_is_near_zero_when_independent() -> None:
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(256, 4, generator=g)
+    independent = hsic_rbf(a, torch.randn(256, 2, generator=g)).item()
+    linear = hsic_rbf(a, a[:, :2] + 0.1 * torch.randn(256, 2, generator=g)).item()
+    nonlinear = hsic_rbf(a, a[:, :1] ** 2).item()  # uncorrelated, yet dependent
+    assert 0 <= independent < 0.003  # measured 0.0013
+    assert linear > 10 * independent and nonlinear > 3 * independent  # 0.026, 0.0054
+    # invariant to the scale of either sample (standardised, median bandwidth)
+    assert hsic_rbf(100 * a, a[:, :1] ** 2).item() == pytest.approx(nonlinear, rel=1e-4)
+    with pytest.raises(ValueError, match="paired samples of at least 4 rows"):
+        hsic_rbf(a, a[:10])

@@ -65,13 +65,14 @@ from kgcm.estimators._recurrent import NeuralSequenceEstimator, group_mmd, mlp
 from kgcm.estimators.adjacency import AdjacencySpec, build_adjacency
 from kgcm.estimators.base import ValidatedData
 from kgcm.estimators.training import TrainingConfig, resolve_device, to_tensor
-from kgcm.losses import gaussian_kl, warmup
+from kgcm.losses import gaussian_kl, hsic_rbf, warmup
 
 __all__ = ["KGCMVAE"]
 
 _ADJACENCY = ("physics", "learned", "off")
 _PRIOR = ("transition", "standard")
 _ENCODER = ("bidirectional", "forward")
+_BALANCING = ("mmd", "hsic")
 
 
 # --------------------------------------------------------------------------------------------
@@ -255,9 +256,16 @@ class KGCMVAE(NeuralSequenceEstimator):
     feature_names : sequence of str, optional
         Covariate names in X's column order (xarray input may carry them instead).
     kl_weight, mmd_weight, reconstruction_weight, adjacency_l1 : float
-        Loss weights (see the module docstring). 0 switches a term off.
+        Loss weights (see the module docstring). 0 switches a term off. ``mmd_weight`` weighs
+        the balancing term, whichever ``balancing`` is.
     kl_warmup, mmd_warmup : int
-        Epochs of linear warm-up of the KL and MMD weights.
+        Epochs of linear warm-up of the KL and balancing weights.
+    balancing : {"mmd", "hsic"}
+        The balancing term: MMD² between the posterior means of steps with the treatment above
+        and below its median (the paper's), or HSIC between the posterior means and the
+        treatment's present and recent history (its mean over the last ``history`` steps),
+        median-heuristic bandwidths on standardised values: a continuous, history-dependent
+        treatment is not reduced to two groups.
     n_draws : int
         Posterior draws of z per model for effects and intervals.
     n_ensemble : int
@@ -307,6 +315,7 @@ class KGCMVAE(NeuralSequenceEstimator):
         "adjacency": _ADJACENCY,
         "prior": _PRIOR,
         "encoder": _ENCODER,
+        "balancing": _BALANCING,
     }
     _label: ClassVar[str] = "KGCM-VAE"
 
@@ -333,6 +342,7 @@ class KGCMVAE(NeuralSequenceEstimator):
         adjacency_l1: float = 0.01,
         kl_warmup: int = 10,
         mmd_warmup: int = 10,
+        balancing: str = "mmd",
         n_draws: int = 30,
         n_ensemble: int = 1,
         training: TrainingConfig | Mapping[str, Any] | None = None,
@@ -357,6 +367,7 @@ class KGCMVAE(NeuralSequenceEstimator):
         self.adjacency_l1 = adjacency_l1
         self.kl_warmup = kl_warmup
         self.mmd_warmup = mmd_warmup
+        self.balancing = balancing
         self.n_draws = n_draws
         self.n_ensemble = n_ensemble
         self.training = training
@@ -421,10 +432,13 @@ class KGCMVAE(NeuralSequenceEstimator):
                 loss = loss + self.kl_weight * warmup(epoch, self.kl_warmup) * kl
                 parts["kl"] = kl.item()
             if self.mmd_weight:
-                mmd = group_mmd(mu, t, self.threshold_, self.strict_)
-                if mmd is not None:
-                    loss = loss + self.mmd_weight * warmup(epoch, self.mmd_warmup) * mmd
-                    parts["mmd"] = mmd.item()
+                if self.balancing == "hsic":
+                    balance = _history_hsic(mu, t, self.history)
+                else:
+                    balance = group_mmd(mu, t, self.threshold_, self.strict_)
+                if balance is not None:
+                    loss = loss + self.mmd_weight * warmup(epoch, self.mmd_warmup) * balance
+                    parts[self.balancing] = balance.item()
             parts["total"] = loss.item()
             return loss, parts
 
@@ -529,3 +543,24 @@ class KGCMVAE(NeuralSequenceEstimator):
             )
         )
         self.device_ = state["device"]
+
+
+def _history_hsic(
+    mu: torch.Tensor, t: torch.Tensor, history: int, max_rows: int = 256
+) -> torch.Tensor | None:
+    """HSIC between posterior means ``mu (n, s, d)`` and the treatment's present value and its
+    mean over the last ``history`` steps, ``t (n, s)``, on at most ``max_rows`` random steps."""
+    n, steps = t.shape
+    csum = torch.nn.functional.pad(t.cumsum(dim=1), (1, 0))
+    lag = min(history, steps)
+    idx = torch.arange(1, steps + 1, device=t.device)
+    lo = (idx - lag).clamp_min(0)
+    recent = (csum[:, idx] - csum[:, lo]) / (idx - lo).to(t.dtype)  # (n, s)
+    treat = torch.stack([t, recent], dim=-1).reshape(n * steps, 2)
+    z = mu.reshape(n * steps, -1)
+    if z.shape[0] < 4:
+        return None
+    if z.shape[0] > max_rows:
+        pick = torch.randperm(z.shape[0], device=z.device)[:max_rows]
+        z, treat = z[pick], treat[pick]
+    return hsic_rbf(z, treat)
