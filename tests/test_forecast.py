@@ -133,3 +133,116 @@ def test_bad_forecast_input(vae, panel, change, match) -> None:
     if change != "y_no_plan":
         with pytest.raises(InputError, match=match):
             vae.effect_interval(X, T0=T0, T1=T1, Y=Y)
+
+
+# --------------------------------------------------------------------------------------------
+# The arctic simulator's feedback and plan re-simulation
+
+WORLD = {"ny": 6, "nx": 7, "days": 90}
+
+
+def _digest(sim) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for v in ("sithick", "zos", "uo", "vo", "treatment"):
+        h.update(np.ascontiguousarray(sim.dataset[v].values).tobytes())
+    h.update(sim.sensitivity.tobytes())
+    h.update(np.float64(sim.saturation).tobytes())
+    return h.hexdigest()
+
+
+def test_feedback_off_leaves_worlds_unchanged_bit_for_bit() -> None:
+    from kgcm.synthetic.arctic import simulate_arctic
+
+    sim = simulate_arctic(**WORLD, seed=5)
+    # the digest of this world as simulated before the feedback knobs existed
+    assert _digest(sim) == "649d79d67567fa5c7d2bb176f37f1b4e6d36507876ea04c9c979964c0707a443"
+    zero = simulate_arctic(**WORLD, seed=5, ocean_feedback=0.0, ice_feedback=0.0)
+    assert _digest(zero) == _digest(sim)
+
+
+def test_feedback_changes_the_factual_world() -> None:
+    from kgcm.synthetic.arctic import simulate_arctic
+
+    off = simulate_arctic(**WORLD, seed=5).dataset
+    ocean = simulate_arctic(**WORLD, seed=5, ocean_feedback=1.0).dataset
+    ice = simulate_arctic(**WORLD, seed=5, ice_feedback=1.0).dataset
+    # the ocean answers the forcing: SSH and currents move, the forcing itself does not
+    assert not np.allclose(ocean["zos"], off["zos"]) and not np.allclose(ocean["uo"], off["uo"])
+    np.testing.assert_array_equal(ocean["treatment"], off["treatment"])
+    # the forcing answers the ice: the treatment moves, the ocean does not
+    assert not np.allclose(ice["treatment"], off["treatment"])
+    np.testing.assert_array_equal(ice["zos"], off["zos"])
+
+
+def test_feedback_knobs_are_checked() -> None:
+    from kgcm.errors import ConfigError
+    from kgcm.synthetic.arctic import simulate_arctic
+
+    with pytest.raises(ConfigError, match=r"arctic.ocean_feedback must be a number in \[-2.0"):
+        simulate_arctic(**WORLD, ocean_feedback=5.0)
+
+
+def test_plan_without_feedback_reproduces_potential_outcomes() -> None:
+    from kgcm.synthetic.arctic import simulate_arctic
+
+    sim = simulate_arctic(**WORLD, seed=2)
+    t0 = sim.dataset["treatment"].values
+    plan = 1.5 * t0
+    np.testing.assert_array_equal(sim.plan_outcomes(plan, 0).sithick, sim.potential_outcome(plan))
+    later = sim.plan_outcomes(plan[40:], 40)
+    expected = sim.potential_outcome(np.concatenate([t0[:40], plan[40:]]))
+    np.testing.assert_allclose(later.sithick, expected, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(later.zos, sim.dataset["zos"].values.astype(np.float64))
+    # windowed units: history factual, plan after; the outcome is y + the window effect
+    cells, starts, history, h = np.array([[1, 2], [4, 5]]), np.array([5, 30]), 20, 10
+    iy, ix = cells[:, 0], cells[:, 1]
+    days = starts[:, None] + np.arange(history + h)
+    t_units = t0[days, iy[:, None], ix[:, None]]
+    plans = 1.5 * t_units[:, history:]
+    t1 = t_units.copy()
+    t1[:, history:] = plans
+    got = sim.window_plan_outcomes(plans, cells, starts, history)
+    y = sim.dataset["sithick"].values[days, iy[:, None], ix[:, None]].astype(np.float64)
+    want = (y + sim.window_effects(t1, cells, starts, history + h))[:, history:]
+    np.testing.assert_allclose(got.sithick, want, atol=1e-12)
+
+
+def test_plan_with_feedback_moves_the_covariates_after_k() -> None:
+    from kgcm.synthetic.arctic import simulate_arctic
+
+    sim = simulate_arctic(**WORLD, seed=2, ocean_feedback=1.0, ice_feedback=1.0)
+    ds, k = sim.dataset, 40
+    plan = 1.5 * ds["treatment"].values[k:]
+    out = sim.plan_outcomes(plan, k)
+    for name in ("sithick", "zos", "uo", "vo"):
+        factual = ds[name].values.astype(np.float64)
+        # before the plan, the factual world, exactly (SSH answers from the day after k)
+        first = k + (name != "sithick")
+        np.testing.assert_array_equal(getattr(out, name)[:first], factual[:first])
+        assert np.abs(getattr(out, name)[first:] - factual[first:]).mean() > 1e-5, name
+    # the factual plan replays the factual world (same noise draws)
+    replay = sim.plan_outcomes(ds["treatment"].values[k:], k)
+    np.testing.assert_allclose(replay.sithick, ds["sithick"].values, atol=1e-6)
+    # the ocean's answer changes the outcome beyond the direct effect (covariates held fixed)
+    direct = sim.potential_outcome(np.concatenate([ds["treatment"].values[:k], plan]))
+    assert np.abs(out.sithick[k + 1 :] - direct[k + 1 :]).mean() > 1e-3
+
+
+def test_window_plans_match_the_whole_field_for_one_cell() -> None:
+    from kgcm.synthetic.arctic import simulate_arctic
+
+    sim = simulate_arctic(**WORLD, seed=2, ocean_feedback=1.0, ice_feedback=0.5)
+    t0 = sim.dataset["treatment"].values
+    cells, starts, history, h = np.array([[2, 3]]), np.array([10]), 20, 6
+    first = int(starts[0] + history)
+    plans = 2.0 * t0[first : first + h, 2, 3][None]
+    got = sim.window_plan_outcomes(plans, cells, starts, history)
+    t1 = t0.copy()
+    t1[first : first + h, 2, 3] = plans[0]
+    full = sim.plan_outcomes(t1, first)
+    for name in ("sithick", "zos", "uo", "vo"):
+        np.testing.assert_allclose(
+            getattr(got, name)[0], getattr(full, name)[first : first + h, 2, 3], atol=1e-9
+        )
