@@ -246,3 +246,31 @@ def test_window_plans_match_the_whole_field_for_one_cell() -> None:
         np.testing.assert_allclose(
             getattr(got, name)[0], getattr(full, name)[first : first + h, 2, 3], atol=1e-9
         )
+
+
+# --------------------------------------------------------------------------------------------
+# Native forecasts of the recurrent baselines
+
+
+@pytest.mark.parametrize("name", ["crn", "rmsn"])
+def test_encoder_decoder_baselines_forecast_without_future_covariates(panel, name) -> None:
+    est = kgcm.make_estimator(name, **fast_params(name), decoder_covariates=False, n_ensemble=2)
+    est.fit(panel["Y"], panel["T"], X=panel["X"])
+    T0, T1 = _plans(panel["T"])
+    X, Y = panel["X"][:, :K], panel["Y"][:, :K]
+    effect, lower, upper = est.effect_with_interval(X, T0=T0, T1=T1, Y=Y)
+    assert effect.shape == lower.shape == (40, 4)
+    assert np.all(lower <= upper) and np.abs(effect).mean() > 0
+    assert not est.effect(X, T0=T0, T1=T0.copy(), Y=Y).any()
+    # the whole-window estimand still works with this decoder
+    assert est.effect(panel["X"], T0=panel["T"], T1=panel["T"] + 1).shape == (40, 12)
+    with pytest.raises(InputError, match=r"forecasts from the observed history.*pass Y"):
+        est.effect(X, T0=T0, T1=T1)
+
+
+@pytest.mark.parametrize("name", ["crn", "rmsn"])
+def test_decoder_with_covariates_refuses_forecasts(panel, name) -> None:
+    est = kgcm.make_estimator(name, **fast_params(name)).fit(panel["Y"], panel["T"], X=panel["X"])
+    T0, T1 = _plans(panel["T"])
+    with pytest.raises(InputError, match=r"decoder_covariates=True.*Refit with decoder_cov"):
+        est.effect(panel["X"][:, :K], T0=T0, T1=T1, Y=panel["Y"][:, :K])
