@@ -91,12 +91,24 @@ def test_zero_effect_forecasts_zero(panel) -> None:
     assert not effect.any() and not lower.any() and not upper.any()
 
 
-def test_estimator_without_forecast_names_those_with(panel) -> None:
-    est = kgcm.make_estimator("s-learner", **fast_params("s-learner"))
+@pytest.mark.parametrize(
+    ("name", "cls"),
+    [("s-learner", "SLearner"), ("linear-dml", "LinearDML"), ("causal-transformer", "Causal")],
+)
+def test_estimator_without_forecast_names_those_with(panel, name, cls) -> None:
+    assert name in kgcm.list_estimators(forecast=False)
+    est = kgcm.make_estimator(name, **fast_params(name))
     est.fit(panel["Y"], panel["T"], X=panel["X"])
     T0, T1 = _plans(panel["T"])
-    with pytest.raises(InputError, match=r"SLearner cannot forecast.*kgcm-vae.*zero-effect"):
-        est.effect(panel["X"][:, :K], T0=T0, T1=T1)
+    X, Y = panel["X"][:, :K], panel["Y"][:, :K]
+    match = rf"{cls}\w* cannot forecast.*crn, kgcm-vae, rmsn, zero-effect"
+    with pytest.raises(InputError, match=match):
+        est.effect(X, T0=T0, T1=T1, Y=Y)
+    if est.gives_intervals():
+        with pytest.raises(InputError, match=match):
+            est.effect_with_interval(X, T0=T0, T1=T1, Y=Y)
+        with pytest.raises(InputError, match=match):
+            est.effect_interval(X, T0=T0, T1=T1, Y=Y)
 
 
 @pytest.mark.parametrize(

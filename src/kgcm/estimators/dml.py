@@ -143,11 +143,18 @@ class _DMLBase(RegressorEstimator):
         raise NotImplementedError
 
     def effect_interval(
-        self, X: Any | None = None, *, T0: Any, T1: Any, alpha: float = 0.05
+        self,
+        X: Any | None = None,
+        *,
+        T0: Any,
+        T1: Any,
+        alpha: float = 0.05,
+        Y: Any | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Normal ``1 − alpha`` interval of the effect from EconML's inference:
         ``(lower, upper)``, each (n_units, n_steps)."""
         self._check_fitted()
+        self._forecast_request(X, T0, T1, Y)  # no forecasts: refused with the reason
         if not (isinstance(alpha, float | int) and 0.0 < alpha < 1.0):
             raise InputError(f"alpha must be a number in (0, 1); got {alpha!r}.")
         X_arr, T0_arr, T1_arr = self._validate_paths(X, T0, T1)
@@ -155,10 +162,17 @@ class _DMLBase(RegressorEstimator):
         return _normal_interval(effect, se, alpha)
 
     def effect_with_interval(
-        self, X: Any | None = None, *, T0: Any, T1: Any, alpha: float = 0.05
+        self,
+        X: Any | None = None,
+        *,
+        T0: Any,
+        T1: Any,
+        alpha: float = 0.05,
+        Y: Any | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(effect, lower, upper)``, each (n_units, n_steps)."""
         self._check_fitted()
+        self._forecast_request(X, T0, T1, Y)  # no forecasts: refused with the reason
         X_arr, T0_arr, T1_arr = self._validate_paths(X, T0, T1)
         effect, se = self._effect_se(X_arr, T0_arr, T1_arr)
         return (effect, *_normal_interval(effect, se, alpha))

@@ -453,24 +453,36 @@ class GSTUNet(MemberEnsemble, BaseEstimator):
         with self._grid_from(X):
             return super().predict(X, T)
 
-    def effect(self, X: Any | None = None, *, T0: Any, T1: Any) -> np.ndarray:
+    def effect(self, X: Any | None = None, *, T0: Any, T1: Any, Y: Any | None = None) -> np.ndarray:
         """Effect ``Y_t(T1) − Y_t(T0)``, ``(n, t)``: the mean over the fit and its refits."""
         with self._grid_from(X):
-            return super().effect(X, T0=T0, T1=T1)
+            return super().effect(X, T0=T0, T1=T1, Y=Y)
 
     def effect_interval(
-        self, X: Any | None = None, *, T0: Any, T1: Any, alpha: float = 0.05
+        self,
+        X: Any | None = None,
+        *,
+        T0: Any,
+        T1: Any,
+        alpha: float = 0.05,
+        Y: Any | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Equal-tailed cell-bootstrap interval ``(lower, upper)``, each ``(n, t)``."""
         with self._grid_from(X), self._explain_no_bootstrap():
-            return super().effect_interval(X, T0=T0, T1=T1, alpha=alpha)
+            return super().effect_interval(X, T0=T0, T1=T1, alpha=alpha, Y=Y)
 
     def effect_with_interval(
-        self, X: Any | None = None, *, T0: Any, T1: Any, alpha: float = 0.05
+        self,
+        X: Any | None = None,
+        *,
+        T0: Any,
+        T1: Any,
+        alpha: float = 0.05,
+        Y: Any | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(effect, lower, upper)`` from one set of bootstrap draws."""
         with self._grid_from(X), self._explain_no_bootstrap():
-            return super().effect_with_interval(X, T0=T0, T1=T1, alpha=alpha)
+            return super().effect_with_interval(X, T0=T0, T1=T1, alpha=alpha, Y=Y)
 
     @contextmanager
     def _grid_from(self, X: Any) -> Iterator[None]:
