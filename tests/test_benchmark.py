@@ -296,3 +296,85 @@ def test_holm_adjustment_of_the_docs_table_script() -> None:
     p = np.array([0.01, 0.04, np.nan, 0.03, 0.5])
     # sorted 0.01, 0.03, 0.04, 0.5 with m = 4: 0.04, 0.09, max(0.09, 0.08), max(., 0.5)
     np.testing.assert_allclose(mod.holm(p), [0.04, 0.09, np.nan, 0.09, 0.5])
+
+
+FORECAST_WORLD = {"ny": 6, "nx": 6, "days": 90, "history": 12, "horizon": 6}
+
+
+def test_forecast_truth_without_feedback_is_the_window_effect() -> None:
+    from kgcm.sequences import split_units, to_sequences
+    from kgcm.synthetic.arctic import simulate_arctic
+
+    field = bm.make_task(bm.DatasetSpec("f", "arctic-forecast", dict(FORECAST_WORLD)), 3)
+    cell = bm.make_task(
+        bm.DatasetSpec("c", "arctic-forecast", {**FORECAST_WORLD, "scope": "cell"}), 3
+    )
+    # without feedback the ocean does not answer the plan: regional and one-cell plans agree,
+    # and both are the direct window effect of the scaled plan
+    np.testing.assert_allclose(field.true_effect, cell.true_effect, atol=1e-12)
+    sim = simulate_arctic(ny=6, nx=6, days=90, seed=3)
+    seqs = to_sequences(sim.dataset, window=18)
+    test = seqs.subset(split_units(seqs, test_fraction=0.25, seed=3, by="cell")[1])
+    want = sim.window_effects(field.T1_test, test.cells, test.starts, 18)[:, 12:]
+    np.testing.assert_allclose(field.true_effect, want, atol=1e-6)
+    assert field.X_test.shape[1] == 12 and field.Y_test.shape[1] == 12
+    assert field.T0_test.shape[1] == 18 and field.true_effect.shape[1] == 6
+    np.testing.assert_array_equal(field.T1_test[:, :12], field.T0_test[:, :12])
+
+
+def test_forecast_task_runs_and_scores(tmp_path) -> None:
+    from conftest import fast_params
+
+    data = {
+        "name": "forecast",
+        "seeds": [100],
+        "n_jobs": 1,
+        "out": str(tmp_path),
+        "datasets": [
+            {
+                "name": "fc",
+                "kind": "arctic-forecast",
+                "params": {**FORECAST_WORLD, "ocean_feedback": 1.0, "ice_feedback": 0.5},
+            }
+        ],
+        "estimators": [
+            {"name": "kgcm-vae", "params": fast_params("kgcm-vae")},
+            {"name": "zero-effect"},
+            {"name": "s-learner", "params": fast_params("s-learner")},
+        ],
+    }
+    results = bm.run_benchmark(
+        from_dict(bm.BenchmarkConfig, data), log=lambda _: None, progress=False
+    )
+    rows = results.set_index("estimator")
+    assert rows.loc["kgcm-vae", "status"] == "ok" and rows.loc["zero-effect", "status"] == "ok"
+    assert 0 <= rows.loc["kgcm-vae", "coverage"] <= 1 and rows.loc["kgcm-vae", "pehe"] > 0
+    assert np.isnan(rows.loc["kgcm-vae", "cf_rmse_1"])
+    # the zero-effect line is the RMS of the true effect on the plan steps
+    task = bm.make_task(
+        bm.DatasetSpec("fc", "arctic-forecast", dict(data["datasets"][0]["params"])), 100
+    )
+    assert rows.loc["zero-effect", "pehe"] == pytest.approx(np.sqrt(np.mean(task.true_effect**2)))
+    assert rows.loc["s-learner", "status"].startswith("not applicable: SLearner cannot forecast")
+
+
+def test_forecast_params_are_checked() -> None:
+    cfg = {
+        "datasets": [{"name": "f", "kind": "arctic-forecast", "params": {"horizon": 0}}],
+        "estimators": [{"name": "zero-effect"}],
+        "reference": "zero-effect",
+    }
+    with pytest.raises(ConfigError, match="horizon must be an integer >= 1"):
+        bm.check_settings(from_dict(bm.BenchmarkConfig, cfg), None)
+    cfg["datasets"][0]["params"] = {"scope": "feild"}
+    with pytest.raises(ConfigError, match="Did you mean 'field'"):
+        bm.check_settings(from_dict(bm.BenchmarkConfig, cfg), None)
+
+
+def test_forecast_config_evaluates_on_seeds_disjoint_from_tuning() -> None:
+    cfg = load_config(bm.BenchmarkConfig, ROOT / "configs" / "benchmark-forecast.toml")
+    assert cfg.seeds == (1000, 1001, 1002, 1003, 1004)
+    assert {d.kind for d in cfg.datasets} == {"arctic-forecast"}
+    text = (ROOT / "configs" / "benchmark-forecast.toml").read_text()
+    assert "tuning worlds 100-101" in text
+    bm.check_settings(cfg, None)

@@ -49,11 +49,16 @@ def estimator_class(name: str) -> type:
 
 
 def list_estimators(**tags: bool) -> list[str]:
-    """Registered names, optionally only those whose tags match (``intervals=True``)."""
+    """Registered names, optionally only those whose tags match (``intervals=True``,
+    ``forecast=True``); an absent tag counts as False."""
     names = sorted(_REGISTRY)
     if not tags:
         return names
-    return [n for n in names if all(estimator_class(n).tags.get(k) == v for k, v in tags.items())]
+    return [
+        n
+        for n in names
+        if all(bool(estimator_class(n).tags.get(k, False)) == v for k, v in tags.items())
+    ]
 
 
 def make_estimator(name: str, **params: Any) -> Any:

@@ -253,16 +253,29 @@ class EncoderDecoder(nn.Module):
 
     Predicting a whole window without observed outcomes is the decoder started at
     :math:`k = 0` (:math:`\Phi_0` reads :math:`x_0` only) and run for ``n_steps``.
+
+    With ``decoder_covariates=False`` the decoder reads :math:`[T_{t-1}, \hat y_{t-1}]` only,
+    as in the CRN paper (future covariates are unknown when planning): then :meth:`forecast`
+    answers for steps after an observed history without any covariate after it.
     """
 
-    def __init__(self, *, n_inputs: int, hidden: int, rep_dim: int, dropout: float) -> None:
+    def __init__(
+        self,
+        *,
+        n_inputs: int,
+        hidden: int,
+        rep_dim: int,
+        dropout: float,
+        decoder_covariates: bool = True,
+    ) -> None:
         super().__init__()
         d_in = n_inputs + 2  # x_t, T_{t-1}, y_{t-1}
         self.hidden = hidden
+        self.decoder_covariates = decoder_covariates
         self.encoder = nn.LSTM(d_in, hidden, batch_first=True)
         self.enc_rep = nn.Linear(hidden, rep_dim)
         self.adapter = nn.Linear(rep_dim, hidden)
-        self.decoder = nn.LSTMCell(d_in, hidden)
+        self.decoder = nn.LSTMCell(d_in if decoder_covariates else 2, hidden)
         self.dec_rep = nn.Linear(hidden, rep_dim)
         self.enc_outcome = mlp([rep_dim + 1, hidden, 1], dropout)
         self.dec_outcome = mlp([rep_dim + 1, hidden, 1], dropout)
@@ -312,9 +325,8 @@ class EncoderDecoder(nn.Module):
                 continue
             if s > first:
                 t_prev = t[:, s - 1]
-                h, c = self.decoder(
-                    torch.cat([x[:, s], t_prev[:, None], y_prev[:, None]], -1), (h, c)
-                )
+                now = [x[:, s]] if self.decoder_covariates else []
+                h, c = self.decoder(torch.cat([*now, t_prev[:, None], y_prev[:, None]], -1), (h, c))
             begins = (start == s)[:, None]
             if begins.any():
                 phi_s = phi[:, s] if phi.dim() == 3 else phi
@@ -332,6 +344,23 @@ class EncoderDecoder(nn.Module):
         """Whole-window prediction under path ``t`` (no outcomes observed): ``(n, s)``."""
         start = torch.zeros(t.shape[0], dtype=torch.long, device=t.device)
         return self.decode(x, t, self.first_representation(x), start)[1]
+
+    def forecast(self, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        r"""Outcomes on the plan steps, ``(n, h)``, after a history ``x (n, k, p)``,
+        ``y (n, k)`` under the path ``t (n, k + h)``.
+
+        The encoder reads the history (teacher forcing); the decoder starts from
+        :math:`\Phi_{k-1}` at the history's last step, as in training, and rolls over the plan
+        fed with its own predictions. Needs ``decoder_covariates=False``: no covariate after
+        step ``k`` is read.
+        """
+        if self.decoder_covariates:  # pragma: no cover - refused by the estimators first
+            raise RuntimeError("forecast needs a decoder without covariates")
+        n, k = y.shape
+        phi, _ = self.encode(x, t[:, :k], y)
+        start = torch.full((n,), k - 1, dtype=torch.long, device=t.device)
+        unused = x.new_zeros((n, t.shape[1], x.shape[2]))  # the decoder reads no covariate
+        return self.decode(unused, t, phi, start)[1][:, k:]
 
 
 def decoder_mask(start: torch.Tensor, n_steps: int, horizon: int | None) -> torch.Tensor:
@@ -509,6 +538,49 @@ class NeuralSequenceEstimator(MemberEnsemble, BaseEstimator):
     def n_inputs_(self) -> int:
         """Width of the covariate input (at least 1)."""
         return max(1, self.n_features_in_)
+
+    # ---- forecasts (estimators whose decoder can run without covariates) ----------------
+    def _forecast_member(
+        self, net: nn.Module, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor
+    ) -> torch.Tensor:
+        """Scaled outcomes on the plan steps ``(n, h)`` of one member; see
+        :meth:`EncoderDecoder.forecast`."""
+        raise NotImplementedError
+
+    def _check_forecast(self, Y: np.ndarray | None) -> None:
+        """Refuse a forecast this fitted model cannot make, saying how to get one."""
+        if getattr(self, "decoder_covariates", False):
+            raise InputError(
+                f"{type(self).__name__} was fitted with decoder_covariates=True: its decoder "
+                f"reads the covariates of every step it predicts, which a forecast does not "
+                f"have after the history. Refit with decoder_covariates=False (the paper's "
+                f"decoder, fed treatments and its own predictions) to forecast under a plan."
+            )
+        if Y is None:
+            raise InputError(
+                f"{type(self).__name__} forecasts from the observed history of outcomes as well "
+                f"as covariates; pass Y (n_units, k), the outcomes of the history steps of X."
+            )
+
+    @torch.no_grad()
+    def _forecast_effect_draws(
+        self, X: np.ndarray, Y: np.ndarray | None, T0: np.ndarray, T1: np.ndarray
+    ) -> np.ndarray:
+        """Per member, the forecast under T1 minus under T0: ``(n_members, n, h)`` (the
+        members' mean is the effect; their spread the interval with two members or more)."""
+        self._check_forecast(Y)
+        assert Y is not None
+        x = to_tensor(self._covariates(X))
+        y = to_tensor(self.y_scaler_.transform(Y))
+        t0 = to_tensor(self.t_scaler_.transform(T0))
+        t1 = to_tensor(self.t_scaler_.transform(T1))
+        diffs = []
+        for net in self.models_:
+            net.eval()
+            y1 = self._forecast_member(net, x, y, t1)
+            y0 = self._forecast_member(net, x, y, t0)
+            diffs.append((y1 - y0).numpy())
+        return self.y_scaler_.inverse_difference(np.stack(diffs).astype(np.float64))
 
     @torch.no_grad()
     def _member_predictions(

@@ -14,6 +14,16 @@ Shapes are named by dimension:
     est.effect_interval(X, T0=T0, T1=T1, alpha=0.05)
     est.save("model.kgcm"); kgcm.load("model.kgcm")
 
+Forecasts under a treatment plan (the CRN / Causal Transformer estimand): with ``X (n, k, p)``
+and ``Y (n, k)`` an observed history and ``T0``/``T1`` of ``k + h`` steps (history plus plan,
+equal on the history), ``effect`` returns the effect on the ``h`` plan steps, ``(n, h)``,
+computed without covariates after step ``k``. Estimators that can answer it carry the tag
+``forecast`` and implement ``_forecast_effect_draws``:
+
+.. code-block:: python
+
+    est.effect(X_hist, T0=T0_plan, T1=T1_plan, Y=Y_hist)   # (n_units, h)
+
 Following scikit-learn, ``__init__`` stores settings only; ``fit`` validates, fits the scalers
 and the model, and sets fitted attributes ending in ``_``. A subclass implements ``_fit``,
 ``_predict`` and, where it has uncertainty, ``_effect_draws``; it declares its capabilities in
@@ -37,7 +47,14 @@ import xarray as xr
 from kgcm._io import atomic_write_bytes
 from kgcm.errors import ConfigError, InputError, NotFittedError
 
-__all__ = ["BaseEstimator", "Standardizer", "ValidatedData", "validate_inputs"]
+__all__ = [
+    "BaseEstimator",
+    "ForecastInputs",
+    "Standardizer",
+    "ValidatedData",
+    "validate_forecast_inputs",
+    "validate_inputs",
+]
 
 FORMAT = "kgcm-estimator"
 FORMAT_VERSION = 2  # 2: a checksum over the content (payload_digest)
@@ -181,6 +198,113 @@ def validate_inputs(
 
 
 # --------------------------------------------------------------------------------------------
+# Forecast inputs
+
+
+@dataclass(frozen=True)
+class ForecastInputs:
+    """A checked forecast request: observed history and two treatment plans (float64)."""
+
+    X: np.ndarray  # (n_units, k, n_features): covariates of the history
+    Y: np.ndarray | None  # (n_units, k): outcomes of the history, or None
+    T0: np.ndarray  # (n_units, k + h): history plus reference plan
+    T1: np.ndarray  # (n_units, k + h): history plus alternative plan
+    k: int  # history steps
+    h: int  # plan steps
+
+
+def _history_array(value: Any, name: str, ndim: int, hint: str) -> np.ndarray:
+    """A history array (X or Y) whose gaps are refused with the forecast's own fix."""
+    raw = _by_dim_name(value, name, ndim) if isinstance(value, xr.DataArray) else value
+    arr = np.asarray(raw)
+    if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
+        bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+        raise InputError(
+            f"the observed history {name} holds {bad} NaN or infinite values of {arr.size}; a "
+            f"forecast starts from a complete history. Fill the gaps (e.g. interpolate along "
+            f"time), drop the affected units, or start the history after the last gap."
+        )
+    return _as_float_array(arr, name, ndim, hint)
+
+
+def validate_forecast_inputs(
+    X: Any | None,
+    T0: Any,
+    T1: Any,
+    Y: Any | None = None,
+    *,
+    n_features: int | None = None,
+) -> ForecastInputs | None:
+    """Check a forecast request; None when ``T0``/``T1`` cover only the steps of ``X``.
+
+    ``X (n, k, p)`` and ``Y (n, k)`` cover the observed history; ``T0``/``T1 (n, k + h)``
+    the history plus the plan, equal on the history. The history's length ``k`` is read from
+    ``X``, or from ``Y`` when ``X`` is None; with neither there is no history to forecast from
+    and the request is the whole-path estimand (None).
+    """
+    t0 = _as_float_array(T0, "T0", 2, "(n_units, n_steps)")
+    t1 = _as_float_array(T1, "T1", 2, "(n_units, n_steps)")
+    if t0.shape != t1.shape:
+        raise InputError(
+            f"T0 has shape {t0.shape} but T1 has {t1.shape}; they must match: the same units "
+            f"and steps (for a forecast, the k history steps plus the same h plan steps). "
+            f"Build T1 from T0, e.g. T1 = T0.copy(); T1[:, k:] = plan."
+        )
+    x = None if X is None else _history_array(X, "X", 3, "(n_units, k, n_features)")
+    y = None if Y is None else _history_array(Y, "Y", 2, "(n_units, k)")
+    if x is not None:
+        k, source = x.shape[1], "X"
+    elif y is not None:
+        k, source = y.shape[1], "Y"
+    else:
+        return None
+    total = t0.shape[1]
+    if y is not None and y.shape[1] != k:
+        longer = "longer" if y.shape[1] > k else "shorter"
+        raise InputError(
+            f"Y has {y.shape[1]} steps, {longer} than the history X ({k} steps); Y is the "
+            f"observed outcome over the history only. Pass Y[:, :{k}] with the X of those "
+            f"steps (outcomes after step k are what the forecast estimates)."
+        )
+    if total == k:
+        if y is not None:
+            raise InputError(
+                f"Y is given but T0/T1 have the same {k} steps as the history {source}, so "
+                f"there is no plan to forecast. For a forecast give T0/T1 the {k} history "
+                f"steps plus h >= 1 plan steps; for effects over the observed steps drop Y."
+            )
+        return None
+    if total < k:
+        raise InputError(
+            f"T0/T1 have {total} steps, fewer than the {k} steps of the history {source}: "
+            f"h = {total - k} plan steps. For a forecast give T0/T1 the {k} history steps "
+            f"plus h >= 1 plan steps; for effects over the observed steps give them {k}."
+        )
+    n = t0.shape[0]
+    for name, arr in (("X", x), ("Y", y)):
+        if arr is not None and arr.shape[0] != n:
+            raise InputError(
+                f"{name} has {arr.shape[0]} units but T0/T1 have {n}; pass the same units "
+                f"in the same order."
+            )
+    if x is None:
+        x = np.zeros((n, k, 0))
+    if n_features is not None and x.shape[2] != n_features:
+        raise InputError(
+            f"X has {x.shape[2]} features but the estimator was fitted with {n_features}; "
+            f"pass covariates in the same order as in fit."
+        )
+    differs = np.any(t0[:, :k] != t1[:, :k], axis=1)
+    if differs.any():
+        raise InputError(
+            f"T1 differs from T0 on the observed history (the first {k} steps) for "
+            f"{int(differs.sum())} of {n} units; the history happened as observed, so a plan "
+            f"may only change steps {k} onwards. Set T1[:, :{k}] = T0[:, :{k}]."
+        )
+    return ForecastInputs(X=x, Y=y, T0=t0, T1=t1, k=k, h=total - k)
+
+
+# --------------------------------------------------------------------------------------------
 # Scaling
 
 
@@ -238,7 +362,8 @@ class BaseEstimator:
     tags : dict
         Capabilities: ``intervals`` (``effect_interval`` available), ``needs_covariates``
         (``X`` must have at least one feature), ``sequence`` (uses the time axis),
-        ``binary_treatment`` (T must be 0/1; absent means False).
+        ``binary_treatment`` (T must be 0/1; absent means False), ``forecast`` (answers the
+        forecast estimand: ``T0``/``T1`` longer than ``X``; absent means False).
     """
 
     name: ClassVar[str] = ""
@@ -246,6 +371,7 @@ class BaseEstimator:
         "intervals": False,
         "needs_covariates": False,
         "sequence": True,
+        "forecast": False,
     }
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -379,31 +505,55 @@ class BaseEstimator:
                 out = self._predict_under(data.X, observed.T, data.T)
         return self._check_finite(out, "predictions")
 
-    def effect(self, X: Any | None = None, *, T0: Any, T1: Any) -> np.ndarray:
+    def effect(self, X: Any | None = None, *, T0: Any, T1: Any, Y: Any | None = None) -> np.ndarray:
         """Effect ``Y_t(T1) − Y_t(T0)`` per unit and step, ``(n_units, n_steps)``.
 
         The whole path is replaced: the treatment, its history and anything derived from it.
+        When ``T0``/``T1`` are longer than ``X`` (``k + h`` steps against ``k``), this is a
+        forecast: ``X (n, k, p)`` and the optional ``Y (n, k)`` are the observed history,
+        ``T0``/``T1`` history plus plan (equal on the history), and the result is the effect on
+        the ``h`` plan steps, ``(n_units, h)``, computed without covariates after step ``k``.
         """
         self._check_fitted()
+        plan = self._forecast_request(X, T0, T1, Y)
+        if plan is not None:
+            return self._check_finite(self._forecast_draws(plan).mean(axis=0), "effects")
         X_arr, T0_arr, T1_arr = self._validate_paths(X, T0, T1)
         with self._input_context(X):
             out = self._point_effect(X_arr, T0_arr, T1_arr)
         return self._check_finite(out, "effects")
 
     def effect_interval(
-        self, X: Any | None = None, *, T0: Any, T1: Any, alpha: float = 0.05
+        self,
+        X: Any | None = None,
+        *,
+        T0: Any,
+        T1: Any,
+        alpha: float = 0.05,
+        Y: Any | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Equal-tailed ``1 − alpha`` interval of the effect: ``(lower, upper)``, each (n, t),
-        from the strategy chosen in ``fit`` (:mod:`kgcm.inference`)."""
-        _, lower, upper = self.effect_with_interval(X, T0=T0, T1=T1, alpha=alpha)
+        """Equal-tailed ``1 − alpha`` interval of the effect: ``(lower, upper)``, each (n, t)
+        (``(n, h)`` for a forecast; see :meth:`effect`), from the strategy chosen in ``fit``
+        (:mod:`kgcm.inference`)."""
+        _, lower, upper = self.effect_with_interval(X, T0=T0, T1=T1, alpha=alpha, Y=Y)
         return lower, upper
 
     def effect_with_interval(
-        self, X: Any | None = None, *, T0: Any, T1: Any, alpha: float = 0.05
+        self,
+        X: Any | None = None,
+        *,
+        T0: Any,
+        T1: Any,
+        alpha: float = 0.05,
+        Y: Any | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(effect, lower, upper)``, each (n, t), from one pass (cheaper than both calls)."""
+        """``(effect, lower, upper)``, each (n, t), from one pass (cheaper than both calls);
+        a forecast (see :meth:`effect`) when ``T0``/``T1`` are longer than ``X``."""
         self._check_fitted()
         _check_alpha(alpha)
+        plan = self._forecast_request(X, T0, T1, Y)
+        if plan is not None:
+            return self._forecast_interval(plan, alpha)
         X_arr, T0_arr, T1_arr = self._validate_paths(X, T0, T1)
         with self._input_context(X):
             if getattr(self, "bootstrap_", None):
@@ -569,6 +719,64 @@ class BaseEstimator:
         draws = self._effect_draws(X, T0, T1)
         return effect[None] if draws is None else draws
 
+    def _forecast_effect_draws(
+        self, X: np.ndarray, Y: np.ndarray | None, T0: np.ndarray, T1: np.ndarray
+    ) -> np.ndarray:
+        """Draws of the effect on the plan steps, ``(n_draws, n_units, h)``.
+
+        ``X (n, k, p)`` and ``Y (n, k)`` (or None) are the observed history, ``T0``/``T1``
+        ``(n, k + h)`` history plus plan, equal on the history. One draw for a point forecast.
+        Only estimators tagged ``forecast`` implement it.
+        """
+        raise NotImplementedError
+
+    # ---- forecasts -----------------------------------------------------------------------
+    def _forecast_request(
+        self, X: Any | None, T0: Any, T1: Any, Y: Any | None
+    ) -> ForecastInputs | None:
+        """The checked forecast inputs when ``T0``/``T1`` extend beyond the history; None when
+        they cover the same steps as ``X`` (the whole-path estimand)."""
+        plan = validate_forecast_inputs(X, T0, T1, Y, n_features=self.n_features_in_)
+        if plan is None:
+            return None
+        if not self.tags.get("forecast"):
+            from kgcm.estimators import list_estimators
+
+            raise InputError(
+                f"{type(self).__name__} cannot forecast under a treatment plan: T0/T1 have "
+                f"{plan.k + plan.h} steps but the history X has {plan.k}, and this estimator "
+                f"needs the covariates of every step it is asked about. Use an estimator that "
+                f"forecasts ({', '.join(list_estimators(forecast=True))}), or give T0/T1 the "
+                f"{plan.k} steps of X."
+            )
+        return plan
+
+    def _forecast_draws(self, plan: ForecastInputs) -> np.ndarray:
+        draws = self._forecast_effect_draws(plan.X, plan.Y, plan.T0, plan.T1)
+        expected = (plan.X.shape[0], plan.h)
+        if draws.ndim != 3 or draws.shape[1:] != expected:  # pragma: no cover - a bug
+            raise RuntimeError(
+                f"{type(self).__name__}._forecast_effect_draws returned shape {draws.shape}; "
+                f"expected (n_draws, {expected[0]}, {expected[1]})."
+            )
+        return self._check_finite(draws, "forecast effect draws")
+
+    def _forecast_interval(
+        self, plan: ForecastInputs, alpha: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if not self.gives_intervals():
+            raise NotImplementedError(
+                f"{type(self).__name__} gives point forecasts only; use effect(...) or an "
+                f"estimator whose tags include intervals=True and forecast=True "
+                f"(kgcm.list_estimators(intervals=True, forecast=True))."
+            )
+        draws = self._forecast_draws(plan)
+        effect = draws.mean(axis=0)
+        if getattr(self, "bootstrap_", None):  # pooled with the refits' forecast draws
+            draws = np.concatenate([draws, *(m._forecast_draws(plan) for m in self.bootstrap_)])
+        lower, upper = np.quantile(draws, [alpha / 2.0, 1.0 - alpha / 2.0], axis=0)
+        return effect, lower, upper
+
     def _get_state(self) -> dict[str, Any]:
         return {}
 
@@ -612,6 +820,11 @@ class BaseEstimator:
     def _validate_paths(
         self, X: Any | None, T0: Any, T1: Any
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if np.shape(T0) != np.shape(T1):
+            raise InputError(
+                f"T0 has shape {np.shape(T0)} but T1 has {np.shape(T1)}; they must match: "
+                f"both (n_units, n_steps), the same units and steps."
+            )
         d0 = validate_inputs(None, T0, X, n_features=self.n_features_in_, t_name="T0")
         d1 = validate_inputs(None, T1, X, n_features=self.n_features_in_, t_name="T1")
         if d0.T.shape != d1.T.shape:

@@ -62,10 +62,22 @@ __all__ = ["CRN"]
 class CRNNet(nn.Module):
     """Encoder-decoder with a treatment head on each part's representation."""
 
-    def __init__(self, *, n_inputs: int, hidden: int, rep_dim: int, dropout: float) -> None:
+    def __init__(
+        self,
+        *,
+        n_inputs: int,
+        hidden: int,
+        rep_dim: int,
+        dropout: float,
+        decoder_covariates: bool = True,
+    ) -> None:
         super().__init__()
         self.seq = EncoderDecoder(
-            n_inputs=n_inputs, hidden=hidden, rep_dim=rep_dim, dropout=dropout
+            n_inputs=n_inputs,
+            hidden=hidden,
+            rep_dim=rep_dim,
+            dropout=dropout,
+            decoder_covariates=decoder_covariates,
         )
         self.enc_treatment = GaussianHead(rep_dim, hidden)
         self.dec_treatment = GaussianHead(rep_dim, hidden)
@@ -88,6 +100,11 @@ class CRN(NeuralSequenceEstimator):
         w_T, weight of the adversarial treatment loss (0: no balancing).
     dropout : float
         Dropout in the outcome heads.
+    decoder_covariates : bool
+        The decoder reads the covariates of the steps it predicts (True, for whole-window
+        prediction with the covariates known) or only the treatments and its own predictions
+        (False, the paper's decoder): then the model forecasts under a treatment plan after an
+        observed history (``effect(X_hist, T0=, T1=, Y=Y_hist)``) without future covariates.
     n_ensemble : int
         Independently seeded models; effects are their mean (member spread as intervals).
     training : TrainingConfig or dict, optional
@@ -102,6 +119,10 @@ class CRN(NeuralSequenceEstimator):
     """
 
     name: ClassVar[str] = "crn"
+    tags: ClassVar[dict[str, bool]] = {
+        **NeuralSequenceEstimator.tags,
+        "forecast": True,  # with decoder_covariates=False
+    }
     _label: ClassVar[str] = "CRN"
     _ramps_with_progress: ClassVar[bool] = True  # λ(p) of the reversed gradient
     _positive_ints: ClassVar[tuple[str, ...]] = ("hidden", "rep_dim", "n_ensemble")
@@ -116,6 +137,7 @@ class CRN(NeuralSequenceEstimator):
         horizon: int | None = None,
         balance_weight: float = 0.1,
         dropout: float = 0.0,
+        decoder_covariates: bool = True,
         n_ensemble: int = 1,
         training: TrainingConfig | Mapping[str, Any] | None = None,
     ) -> None:
@@ -125,6 +147,7 @@ class CRN(NeuralSequenceEstimator):
         self.horizon = horizon
         self.balance_weight = balance_weight
         self.dropout = dropout
+        self.decoder_covariates = decoder_covariates
         self.n_ensemble = n_ensemble
         self.training = training
 
@@ -135,7 +158,11 @@ class CRN(NeuralSequenceEstimator):
 
     def _build(self) -> CRNNet:
         return CRNNet(
-            n_inputs=self.n_inputs_, hidden=self.hidden, rep_dim=self.rep_dim, dropout=self.dropout
+            n_inputs=self.n_inputs_,
+            hidden=self.hidden,
+            rep_dim=self.rep_dim,
+            dropout=self.dropout,
+            decoder_covariates=bool(self.decoder_covariates),
         )
 
     def _loss_fn(self, net: CRNNet):
@@ -168,3 +195,9 @@ class CRN(NeuralSequenceEstimator):
     def _predict_member(self, net: nn.Module, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         assert isinstance(net, CRNNet)
         return net.seq.predict(x, t)
+
+    def _forecast_member(
+        self, net: nn.Module, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor
+    ) -> torch.Tensor:
+        assert isinstance(net, CRNNet)
+        return net.seq.forecast(x, y, t)

@@ -166,6 +166,11 @@ class RMSN(NeuralSequenceEstimator):
         Truncation percentiles of the log stabilised weights (paper: 1 and 99).
     dropout : float
         Dropout in the outcome heads.
+    decoder_covariates : bool
+        The decoder reads the covariates of the steps it predicts (True, for whole-window
+        prediction with the covariates known) or only the treatments and its own predictions
+        (False, the paper's decoder): then the model forecasts under a treatment plan after an
+        observed history (``effect(X_hist, T0=, T1=, Y=Y_hist)``) without future covariates.
     n_ensemble : int
         Independently seeded models; effects are their mean (member spread as intervals).
     training : TrainingConfig or dict, optional
@@ -188,6 +193,10 @@ class RMSN(NeuralSequenceEstimator):
     """
 
     name: ClassVar[str] = "rmsn"
+    tags: ClassVar[dict[str, bool]] = {
+        **NeuralSequenceEstimator.tags,
+        "forecast": True,  # with decoder_covariates=False
+    }
     _label: ClassVar[str] = "RMSN"
     _positive_ints: ClassVar[tuple[str, ...]] = ("hidden", "rep_dim", "n_ensemble")
     _nonnegative: ClassVar[tuple[str, ...]] = ("dropout",)
@@ -201,6 +210,7 @@ class RMSN(NeuralSequenceEstimator):
         horizon: int | None = None,
         clip_percentiles: Sequence[float] = (1.0, 99.0),
         dropout: float = 0.0,
+        decoder_covariates: bool = True,
         n_ensemble: int = 1,
         training: TrainingConfig | Mapping[str, Any] | None = None,
     ) -> None:
@@ -210,6 +220,7 @@ class RMSN(NeuralSequenceEstimator):
         self.horizon = horizon
         self.clip_percentiles = clip_percentiles
         self.dropout = dropout
+        self.decoder_covariates = decoder_covariates
         self.n_ensemble = n_ensemble
         self.training = training
 
@@ -235,7 +246,11 @@ class RMSN(NeuralSequenceEstimator):
 
     def _build_outcome(self) -> EncoderDecoder:
         return EncoderDecoder(
-            n_inputs=self.n_inputs_, hidden=self.hidden, rep_dim=self.rep_dim, dropout=self.dropout
+            n_inputs=self.n_inputs_,
+            hidden=self.hidden,
+            rep_dim=self.rep_dim,
+            dropout=self.dropout,
+            decoder_covariates=bool(self.decoder_covariates),
         )
 
     def _fit_member(
@@ -310,6 +325,12 @@ class RMSN(NeuralSequenceEstimator):
     def _predict_member(self, net: nn.Module, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         assert isinstance(net, RMSNNet)
         return net.seq.predict(x, t)
+
+    def _forecast_member(
+        self, net: nn.Module, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor
+    ) -> torch.Tensor:
+        assert isinstance(net, RMSNNet)
+        return net.seq.forecast(x, y, t)
 
     def _extra_state(self) -> dict[str, Any]:
         return {

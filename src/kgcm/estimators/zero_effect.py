@@ -30,6 +30,7 @@ class ZeroEffect(BaseEstimator):
         "intervals": True,
         "needs_covariates": False,
         "sequence": True,
+        "forecast": True,
     }
 
     def __init__(self, *, seed: int = 0) -> None:
@@ -48,6 +49,11 @@ class ZeroEffect(BaseEstimator):
 
     def _effect_draws(self, X: np.ndarray, T0: np.ndarray, T1: np.ndarray) -> np.ndarray:
         return np.zeros((1, *T0.shape))
+
+    def _forecast_effect_draws(
+        self, X: np.ndarray, Y: np.ndarray | None, T0: np.ndarray, T1: np.ndarray
+    ) -> np.ndarray:
+        return np.zeros((1, T0.shape[0], T0.shape[1] - X.shape[1]))
 
     def _get_state(self) -> dict[str, Any]:
         return {"step_mean": self.step_mean_.tolist(), "mean": self.mean_}

@@ -23,6 +23,17 @@ Datasets (``kind``):
 - ``arctic``: the gridded simulator (``params``: any :class:`ArcticConfig` field, plus ``window``,
   ``test_fraction``, ``scale`` of the effect scenario ``T1 = scale·T0``); the world's seed is
   the run's seed;
+- ``arctic-forecast``: forecasts under a treatment plan on the gridded simulator (``params``:
+  any :class:`ArcticConfig` field, e.g. the feedback knobs ``ocean_feedback`` and
+  ``ice_feedback``, plus ``history`` (k, default 20) and ``horizon`` (h, default 10) steps per
+  window, ``test_fraction``, ``scale`` of the plan ``T1 = scale·T0`` on the plan steps (default
+  1.5) and ``scope``: ``"field"`` (default: the plan applies to every cell from the window's
+  step k on, a regional scenario, so the ocean's feedback reaches each cell from its
+  neighbours too) or ``"cell"`` (the unit's cell only)). Training units are whole windows of
+  ``k + h`` steps; each test unit gives its first k steps of X and Y and both plans, and is
+  scored on the h plan steps against the exact re-simulated potential outcomes (same noise
+  draws, covariates evolving under the plan with the feedback). ``factual_rmse`` is then the
+  fit on the history; the ``cf_rmse_*`` metrics are not computed;
 - ``seaice``: the physics world (sea ice simulated by veris; needs ``kgcm[physics]``;
   ``params``: any :class:`SeaIceConfig` field, plus ``window``, ``test_fraction``, ``scenario``
   (an :class:`OceanScenario` kind, default ``"scale_currents"``), ``scale`` (its value, default
@@ -69,7 +80,9 @@ __all__ = [
     "summarise",
 ]
 
-KINDS = ("arctic", "seaice", "paper", "ihdp")
+KINDS = ("arctic", "arctic-forecast", "seaice", "paper", "ihdp")
+#: the forecast task's own params beside the simulator's
+_FORECAST_PARAMS = ("history", "horizon", "test_fraction", "scale", "scope")
 METRICS = ("pehe", "ate_error", "factual_rmse", "coverage", "width", "cf_rmse_1", "cf_rmse_tau")
 
 
@@ -173,12 +186,16 @@ class Task:
     cf_start: int
     fit_params: dict[str, Any] = field(default_factory=dict)  # dataset-specific hints
     score_from: int = 0  # effects are scored on steps >= score_from (a factual burn-in)
+    #: forecast tasks: history steps k (X_test and Y_test cover them; T0/T1_test k + h steps,
+    #: true_effect the h plan steps); None for whole-path tasks
+    history: int | None = None
 
 
 def make_task(spec: DatasetSpec, seed: int, *, base_dir: Path | None = None) -> Task:
     """Build the arrays of ``spec`` for ``seed`` (deterministic)."""
     builder = {
         "arctic": _arctic_task,
+        "arctic-forecast": _arctic_forecast_task,
         "seaice": _seaice_task,
         "paper": _paper_task,
         "ihdp": _ihdp_task,
@@ -255,6 +272,73 @@ def _evaluation_design(params: dict[str, Any], window: int) -> _EvaluationDesign
             f"arctic burn_in must be an integer in [0, window) = [0, {window}); got {b!r}."
         )
     return design
+
+
+def _forecast_settings(params: dict[str, Any]) -> tuple[int, int, float, float, str]:
+    """Pop and check the forecast task's own params: history, horizon, test share, scale,
+    scope."""
+    history = params.pop("history", 20)
+    horizon = params.pop("horizon", 10)
+    for name, value in (("history", history), ("horizon", horizon)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(
+                f"arctic-forecast: {name} must be an integer >= 1 (steps); got {value!r}."
+            )
+    scope = params.pop("scope", "field")
+    if scope not in ("field", "cell"):
+        raise ConfigError(
+            f"arctic-forecast: scope must be 'field' (the plan applies to every cell) or "
+            f"'cell' (the unit's cell only); got {scope!r}."
+            f"{did_you_mean(str(scope), ['field', 'cell'])}"
+        )
+    test_fraction = float(params.pop("test_fraction", 0.25))
+    return history, horizon, test_fraction, float(params.pop("scale", 1.5)), scope
+
+
+def _arctic_forecast_task(params: dict[str, Any], seed: int, base: Path | None) -> Task:
+    from kgcm.config import from_dict
+    from kgcm.sequences import split_units, to_sequences
+    from kgcm.synthetic.arctic import ArcticConfig, simulate_arctic
+
+    k, h, test_fraction, scale, scope = _forecast_settings(params)
+    arctic = from_dict(ArcticConfig, {**params, "seed": seed}, where="arctic-forecast")
+    sim = simulate_arctic(arctic)
+    seqs = to_sequences(sim.dataset, window=k + h)
+    tr, te = split_units(seqs, test_fraction=test_fraction, seed=seed, by="cell")
+    train, test = seqs.subset(tr), seqs.subset(te)
+    T1 = test.T.copy()
+    T1[:, k:] *= scale
+    # Y(T0): the factual path is the reference plan, and re-simulating it replays the world
+    y0 = test.Y[:, k:]
+    if scope == "cell":
+        y1 = sim.window_plan_outcomes(T1[:, k:], test.cells, test.starts, k).sithick
+    else:
+        t_all = sim.dataset["treatment"].values
+        y1 = np.empty_like(y0)
+        iy, ix = test.cells[:, 0], test.cells[:, 1]
+        for start in np.unique(test.starts):  # one regional re-simulation per window start
+            first = int(start) + k
+            plan = t_all[first:].copy()
+            plan[:h] *= scale
+            field_y = sim.plan_outcomes(plan, first).sithick
+            units = test.starts == start
+            y1[units] = field_y[first : first + h][:, iy[units], ix[units]].T
+    truth = y1 - y0
+    X_test = test.X_xarray(index=True).isel(step=slice(0, k))
+    return Task(
+        Y_train=train.Y,
+        T_train=train.T,
+        X_train=train.X_xarray(index=True),
+        X_test=X_test,
+        Y_test=test.Y[:, :k],
+        T0_test=test.T,
+        T1_test=T1,
+        true_effect=truth,
+        cf_T1=T1,
+        cf_Y1=y1,
+        cf_start=k,
+        history=k,
+    )
 
 
 def _grid_task(
@@ -419,24 +503,28 @@ def run_cell(
         )
         row["fit_s"] = round(time.perf_counter() - started, 3)
         lower = upper = None
+        # a forecast task gives the observed outcome history beside X's
+        history = {} if task.history is None else {"Y": task.Y_test}
         if est.gives_intervals():
             effect, lower, upper = est.effect_with_interval(
-                task.X_test, T0=task.T0_test, T1=task.T1_test, alpha=alpha
+                task.X_test, T0=task.T0_test, T1=task.T1_test, alpha=alpha, **history
             )
         else:
-            effect = est.effect(task.X_test, T0=task.T0_test, T1=task.T1_test)
+            effect = est.effect(task.X_test, T0=task.T0_test, T1=task.T1_test, **history)
         scored = slice(task.score_from, None)
         truth, effect = task.true_effect[:, scored], effect[:, scored]
         if lower is not None:
             lower, upper = lower[:, scored], upper[:, scored]
         row["pehe"] = metrics.pehe(truth, effect)
         row["ate_error"] = metrics.ate_error(truth, effect)
-        row["factual_rmse"] = metrics.factual_rmse(
-            task.Y_test, est.predict(task.X_test, task.T0_test)
-        )
+        T_seen = task.T0_test if task.history is None else task.T0_test[:, : task.history]
+        row["factual_rmse"] = metrics.factual_rmse(task.Y_test, est.predict(task.X_test, T_seen))
         if lower is not None:
             row["coverage"] = metrics.interval_coverage(truth, lower, upper)
             row["width"] = metrics.interval_width(lower, upper)
+        if task.history is not None:  # no counterfactual-outcome metric for forecasts
+            row["status"] = "ok"
+            return row
         y1 = est.predict(task.X_test, task.cf_T1, factual=task.T0_test)
         s = task.cf_start
         row["cf_rmse_1"] = metrics.rmse(task.cf_Y1[:, s], y1[:, s])
@@ -601,6 +689,10 @@ def check_settings(config: BenchmarkConfig, base: Path | None) -> None:
         if d.kind == "arctic":
             for k in ("window", "test_fraction", "scale"):
                 params.pop(k, None)
+            from_dict(ArcticConfig, {**params, "seed": 0}, where=f"datasets.{d.name}.params")
+            continue
+        if d.kind == "arctic-forecast":
+            _forecast_settings(params)
             from_dict(ArcticConfig, {**params, "seed": 0}, where=f"datasets.{d.name}.params")
             continue
         allowed = {"paper": {"csv", "recipe", "lag", "window", "test_fraction", "split_seed"}}.get(

@@ -38,11 +38,37 @@ stereographic grid around the North Pole (2-D lat/lon, ``dx`` km spacing):
    :math:`ζ` = ``heterogeneity`` (0 to 0.95), :math:`\tilde h` the standardised SSH anomaly
    (observed): the thin-ice melt season and high-forcing states respond more strongly.
 
+6. **Feedback** (off by default; both knobs 0 leave every world unchanged bit for bit). With
+   ``ocean_feedback`` = κ_o the SSH responds to the previous day's forcing,
+
+   .. math:: h_t = h^{free}_t + κ_o \cdot 0.05\,\mathrm{m} \cdot
+             G_{\ell} * (T_{t-1} - \bar v^{kg}) / s_{kg},
+
+   with :math:`G_\ell` the Gaussian smoothing of the latent forcing (``corr_length`` cells:
+   the ocean answers the forcing at its spatial scale, not cell by cell), and the currents,
+   geostrophic from SSH, with it (so the observed ocean state is post-treatment, and the SIT
+   sensitivity θ, which reads the SSH anomaly, too). With
+   ``ice_feedback`` = κ_i the forcing responds to the previous day's ice anomaly,
+
+   .. math:: T_t \mathrel{+}= κ_i\, s_{kg}\, (y_{t-1} - b_c - 0.6\,\mathrm{season}_{t-1})
+             / 0.25\,\mathrm{m},
+
+   so the treatment is confounded by the outcome history. The knowledge-guided part
+   :math:`v^{kg}` is computed from the ocean state before its feedback response (it keeps the
+   simulation one recursion over days); the SSH anomaly that enters θ is standardised with the
+   feedback-free SSH's mean and spread, and :math:`H_s` is set from the treatment before the
+   ice feedback, so the response model's constants do not depend on the path.
+
 **Potential outcomes.** Under any alternative treatment path :math:`T^1` the same noise draws
 give :math:`y(T^1) = y(T^0) - m(T^0) + m(T^1)`, exactly. For windowed units (``window``
 steps from ``start``), the intervention applies inside the window and history before it stays
 factual (:meth:`ArcticSimulation.window_effects`), which is what a model that sees the window
-can be asked about.
+can be asked about. With feedback on, a plan also moves the SSH and currents after it starts;
+:meth:`ArcticSimulation.plan_outcomes` (a plan for the whole field from a given day) and
+:meth:`ArcticSimulation.window_plan_outcomes` (a plan per windowed unit from step ``history`` of
+its window) re-simulate the outcome and the covariates under the plan with the same noise draws:
+the plan fixes the treatment, so the ice feedback is cut, and the ocean's response is the only
+path besides the direct one.
 
 Constants are ours (chosen for realistic magnitudes: SIT 0.5-4 m with a winter maximum, SSH
 tenths of metres, currents a few cm/s), not fitted to any product.
@@ -51,7 +77,7 @@ tenths of metres, currents a few cm/s), not fitted to any product.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -63,7 +89,7 @@ from kgcm.errors import ConfigError, InputError, did_you_mean
 from kgcm.synthetic._cf import grid_coords
 from kgcm.treatments import VelocityModulation, speed, velocity_modulation
 
-__all__ = ["ArcticConfig", "ArcticSimulation", "Scenario", "simulate_arctic"]
+__all__ = ["ArcticConfig", "ArcticSimulation", "PlanOutcomes", "Scenario", "simulate_arctic"]
 
 GRAVITY = 9.81  # m s-2
 OMEGA = 7.2921e-5  # rad s-1
@@ -106,6 +132,12 @@ class ArcticConfig:
         Spatial correlation length of the latent forcing (cells).
     memory : float
         AR(1) coefficient of the latent forcing per day (0 to 0.999).
+    ocean_feedback : float
+        κ_o in [-2, 2]: response of SSH (and so the currents) to the previous day's treatment,
+        in units of 0.05 m per treatment spread. 0: none.
+    ice_feedback : float
+        κ_i in [-2, 2]: response of the treatment to the previous day's SIT anomaly, in
+        treatment spreads per 0.25 m. 0: none.
     seed : int
         Seed of every random draw.
     modulation : VelocityModulation
@@ -127,6 +159,8 @@ class ArcticConfig:
     proxy_noise: float = 0.005
     corr_length: float = 3.0
     memory: float = 0.95
+    ocean_feedback: float = 0.0
+    ice_feedback: float = 0.0
     seed: int = 0
     modulation: VelocityModulation = field(default_factory=VelocityModulation)
 
@@ -147,6 +181,8 @@ class ArcticConfig:
             "proxy_noise": (0.0, 1.0),
             "corr_length": (0.0, 1e3),
             "memory": (0.0, 0.999),
+            "ocean_feedback": (-2.0, 2.0),
+            "ice_feedback": (-2.0, 2.0),
         }
         for name, (low, high) in ranges.items():
             value = getattr(self, name)
@@ -163,6 +199,11 @@ class ArcticConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def feedback(self) -> bool:
+        """Whether any feedback knob is on."""
+        return bool(self.ocean_feedback or self.ice_feedback)
 
 
 @dataclass(frozen=True)
@@ -208,6 +249,44 @@ class Scenario:
 
 
 @dataclass(frozen=True)
+class _OceanState:
+    """What re-simulating the ocean's feedback response needs (float64, internal)."""
+
+    ssh: np.ndarray  # (time, y, x) factual SSH, m
+    ssh_mean: np.ndarray  # (y, x) standardisation of the SSH anomaly in θ
+    ssh_std: np.ndarray  # (y, x)
+    season: np.ndarray  # (time, 1, 1)
+    centre: float  # mean of the knowledge-guided treatment, m/s
+    spread: float  # its spread s_kg, m/s
+    coriolis: np.ndarray  # (1, y, x), s-1
+    angle: np.ndarray  # (1, y, x), grid to east/north, rad
+    dx_m: float
+    smoothing: float  # cells: the ocean answers the forcing at the forcing's spatial scale
+    self_weight: float  # share of a one-cell forcing change that stays in its own cell
+
+    def answer(self, dtreat: np.ndarray, gain: float) -> np.ndarray:
+        """SSH change (m) answering a treatment change of the previous day, ``(..., y, x)``."""
+        if self.smoothing > 0:
+            sigma = (0,) * (dtreat.ndim - 2) + (self.smoothing, self.smoothing)
+            dtreat = ndimage.gaussian_filter(dtreat, sigma=sigma, mode="wrap")
+        return gain * 0.05 * dtreat / self.spread
+
+
+@dataclass(frozen=True)
+class PlanOutcomes:
+    """Outcome and covariates under a treatment plan (same noise draws as the factual run).
+
+    Each array has the shape of the plan's request: ``(time, y, x)`` for a whole-field plan,
+    ``(n_units, h)`` for windowed units.
+    """
+
+    sithick: np.ndarray  # m
+    zos: np.ndarray  # m
+    uo: np.ndarray  # m/s
+    vo: np.ndarray  # m/s
+
+
+@dataclass(frozen=True)
 class ArcticSimulation:
     """A simulated run: observables, hidden state and the response model.
 
@@ -229,6 +308,7 @@ class ArcticSimulation:
     kernel: np.ndarray
     saturation: float
     config: ArcticConfig
+    ocean: _OceanState | None = None
 
     def response(self, treatment: np.ndarray) -> np.ndarray:
         """SIT response m(T) in m for a treatment path (time, y, x)."""
@@ -272,6 +352,145 @@ class ArcticSimulation:
         m0 = _response(t0_ext, theta, self.kernel, self.saturation, axis=1)
         m1 = _response(t1_ext, theta, self.kernel, self.saturation, axis=1)
         return (m1 - m0)[:, pre:]
+
+    def _moved_sensitivity(
+        self,
+        theta0: np.ndarray,
+        latent: np.ndarray,
+        ssh1: np.ndarray,
+        season: np.ndarray,
+        changed: np.ndarray,
+        mean: np.ndarray,
+        std: np.ndarray,
+    ) -> np.ndarray:
+        """θ where the SSH moved (``changed``), the factual θ elsewhere (bit for bit)."""
+        cfg = self.config
+        moved = cfg.effect_size * (
+            1.0 + cfg.heterogeneity * np.tanh(latent - season + (ssh1 - mean) / std)
+        )
+        return np.where(changed, moved, theta0)
+
+    def plan_outcomes(self, plan: np.ndarray, start: int) -> PlanOutcomes:
+        """Re-simulate the whole field under ``plan`` from day ``start`` on.
+
+        Parameters
+        ----------
+        plan : ndarray (time - start, y, x) or (time, y, x)
+            Treatment from day ``start`` on (m/s); a full-length path's days before ``start``
+            are ignored (they stay factual).
+        start : int
+            First day of the plan (0 <= start < time).
+
+        Returns
+        -------
+        PlanOutcomes
+            SIT, SSH and currents, each (time, y, x): factual before ``start``; afterwards the
+            treatment is the plan (the ice feedback is cut) and, with ``ocean_feedback``, SSH
+            and the currents follow the plan's previous day. Same noise draws throughout.
+        """
+        assert self.ocean is not None
+        o = self.ocean
+        t0 = self.dataset["treatment"].values
+        nt = t0.shape[0]
+        if not (isinstance(start, int | np.integer) and 0 <= start < nt):
+            raise InputError(f"start must be a day index in [0, {nt}); got {start!r}.")
+        plan = np.asarray(plan, dtype=np.float64)
+        if plan.shape == t0.shape:
+            plan = plan[start:]
+        if plan.shape != (nt - start, *t0.shape[1:]):
+            raise InputError(
+                f"plan has shape {plan.shape}; expected {(nt - start, *t0.shape[1:])} (the days "
+                f"from start={start} on, y, x) or the full {t0.shape}."
+            )
+        t1 = t0.copy()
+        t1[start:] = plan
+        # SSH answers the previous day's treatment: it moves from day start + 1 on
+        dssh = np.zeros_like(t0)
+        dssh[1:] = o.answer(t1[:-1] - t0[:-1], self.config.ocean_feedback)
+        changed = dssh != 0.0
+        ssh1 = o.ssh + dssh
+        theta1 = self._moved_sensitivity(
+            self.sensitivity, self.latent, ssh1, o.season, changed, o.ssh_mean, o.ssh_std
+        )
+        y0 = self.dataset["sithick"].values.astype(np.float64)
+        y1 = y0.copy()  # factual before the plan, exactly
+        y1[start:] = (
+            y0
+            - _response(t0, self.sensitivity, self.kernel, self.saturation)
+            + _response(t1, theta1, self.kernel, self.saturation)
+        )[start:]
+        du, dv = _geostrophic(dssh, o.coriolis, o.angle, o.dx_m)
+        ds = self.dataset
+        return PlanOutcomes(
+            sithick=y1,
+            zos=ds["zos"].values.astype(np.float64) + dssh,
+            uo=ds["uo"].values.astype(np.float64) + du,
+            vo=ds["vo"].values.astype(np.float64) + dv,
+        )
+
+    def window_plan_outcomes(
+        self,
+        plans: np.ndarray,
+        cells: np.ndarray,
+        starts: np.ndarray,
+        history: int,
+    ) -> PlanOutcomes:
+        """Outcome and covariates of windowed units under per-unit plans, ``(n_units, h)``.
+
+        Unit ``i`` is cell ``cells[i] = (iy, ix)`` over days ``starts[i] ..``; its treatment
+        is factual for the first ``history`` days of the window and ``plans[i]`` for the ``h``
+        days after. Only the unit's own cell is re-planned (its neighbours stay factual), so
+        its SSH moves with ``ocean_feedback`` while the currents, central differences of the
+        neighbours' SSH, stay factual (a one-cell change raises a symmetric SSH bump). Same
+        noise draws as the factual run.
+        """
+        assert self.ocean is not None
+        o = self.ocean
+        t0_all = self.dataset["treatment"].values
+        plans = np.asarray(plans, dtype=np.float64)
+        n = len(starts)
+        if plans.ndim != 2 or plans.shape[0] != n or plans.shape[1] < 1:
+            raise InputError(f"plans has shape {plans.shape}; expected ({n}, h) with h >= 1.")
+        h = plans.shape[1]
+        if history < 1 or np.any(starts + history + h > t0_all.shape[0]) or np.any(starts < 0):
+            raise InputError(
+                f"windows of {history} + {h} days from the given starts leave the simulated "
+                f"{t0_all.shape[0]} days; shorten the plan or the history."
+            )
+        pre = len(self.kernel) - 1
+        first = starts + history  # the plan's first day per unit
+        steps = first[:, None] + np.arange(-pre - 1, h)[None, :]  # the day before for SSH
+        steps_c = np.clip(steps, 0, None)
+        iy, ix = cells[:, 0][:, None], cells[:, 1][:, None]
+        t0 = np.where(steps >= 0, t0_all[steps_c, iy, ix], 0.0)  # (n, pre + 1 + h)
+        t1 = t0.copy()
+        t1[:, pre + 1 :] = plans
+        dssh = np.zeros_like(t0)
+        # a one-cell change keeps self_weight of its smoothed SSH answer in the cell
+        gain = self.config.ocean_feedback * o.self_weight
+        dssh[:, 1:] = gain * 0.05 * (t1[:, :-1] - t0[:, :-1]) / o.spread
+        ssh0 = o.ssh[steps_c, iy, ix]
+        theta0 = self.sensitivity[steps_c, iy, ix]
+        theta1 = self._moved_sensitivity(
+            theta0,
+            self.latent[steps_c, iy, ix],
+            ssh0 + dssh,
+            o.season[steps_c, 0, 0],
+            dssh != 0.0,
+            o.ssh_mean[iy, ix],
+            o.ssh_std[iy, ix],
+        )
+        m0 = _response(t0, theta0, self.kernel, self.saturation, axis=1)
+        m1 = _response(t1, theta1, self.kernel, self.saturation, axis=1)
+        days = steps_c[:, pre + 1 :]
+        ds = self.dataset
+        y0 = ds["sithick"].values[days, iy, ix].astype(np.float64)
+        return PlanOutcomes(
+            sithick=y0 + (m1 - m0)[:, pre + 1 :],
+            zos=ds["zos"].values[days, iy, ix].astype(np.float64) + dssh[:, pre + 1 :],
+            uo=ds["uo"].values[days, iy, ix].astype(np.float64),
+            vo=ds["vo"].values[days, iy, ix].astype(np.float64),
+        )
 
 
 def _response(
@@ -380,7 +599,8 @@ def simulate_arctic(config: ArcticConfig | None = None, **overrides: Any) -> Arc
     )
 
     # 5. SIT
-    ssh_anom = (ssh - ssh.mean(axis=0)) / ssh.std(axis=0)
+    ssh_mean, ssh_std = ssh.mean(axis=0), ssh.std(axis=0)
+    ssh_anom = (ssh - ssh_mean) / ssh_std
     theta = cfg.effect_size * (1.0 + cfg.heterogeneity * np.tanh(latent - season + ssh_anom))
     lags = np.arange(cfg.response_length)
     kernel = np.exp(-lags / cfg.response_days)
@@ -394,7 +614,29 @@ def simulate_arctic(config: ArcticConfig | None = None, **overrides: Any) -> Arc
     )
     # H_s: twice the typical treatment level keeps the response mildly non-linear
     saturation = float(2.0 * np.abs(treatment).mean())
-    sithick = y_free + _response(treatment, theta, kernel, saturation)
+    f_m = 2.0 * OMEGA * np.sin(np.radians(lat))[None]
+    ocean = _OceanState(
+        ssh=ssh,
+        ssh_mean=ssh_mean,
+        ssh_std=ssh_std,
+        season=season,
+        centre=float(kg.mean()),
+        spread=spread,
+        coriolis=f_m,
+        angle=angle,
+        dx_m=cfg.dx_km * 1e3,
+        smoothing=float(cfg.corr_length),
+        self_weight=_self_weight(ny, nx, cfg.corr_length),
+    )
+    if cfg.feedback:
+        treatment, ssh, theta, sithick = _run_feedback(
+            cfg, ocean, treatment, latent, y_free, base, kernel, saturation
+        )
+        du, dv = _geostrophic(ssh - ocean.ssh, f_m, angle, ocean.dx_m)
+        u_east, v_north = u_east + du, v_north + dv
+        ocean = replace(ocean, ssh=ssh)
+    else:
+        sithick = y_free + _response(treatment, theta, kernel, saturation)
     ds = _dataset(time, x_km, y_km, lat, lon, ssh, u_east, v_north, treatment, sithick, cfg)
     sim = ArcticSimulation(
         dataset=ds,
@@ -403,8 +645,67 @@ def simulate_arctic(config: ArcticConfig | None = None, **overrides: Any) -> Arc
         kernel=kernel,
         saturation=saturation,
         config=cfg,
+        ocean=ocean,
     )
     return sim
+
+
+def _self_weight(ny: int, nx: int, length: float) -> float:
+    """Share of a one-cell field that the spatial smoothing leaves in that cell."""
+    if length <= 0:
+        return 1.0
+    delta = np.zeros((ny, nx))
+    delta[ny // 2, nx // 2] = 1.0
+    return float(ndimage.gaussian_filter(delta, sigma=length, mode="wrap")[ny // 2, nx // 2])
+
+
+def _geostrophic(
+    dssh: np.ndarray, coriolis: np.ndarray, angle: np.ndarray, dx_m: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """East/north geostrophic current (m/s) of an SSH field (time, y, x), no noise."""
+    dhdy, dhdx = np.gradient(dssh, dx_m, axis=(1, 2))
+    u_grid, v_grid = -GRAVITY / coriolis * dhdy, GRAVITY / coriolis * dhdx
+    return (
+        u_grid * np.cos(angle) + v_grid * np.sin(angle),
+        -u_grid * np.sin(angle) + v_grid * np.cos(angle),
+    )
+
+
+def _run_feedback(
+    cfg: ArcticConfig,
+    ocean: _OceanState,
+    treatment: np.ndarray,
+    latent: np.ndarray,
+    y_free: np.ndarray,
+    base: np.ndarray,
+    kernel: np.ndarray,
+    saturation: float,
+) -> tuple[np.ndarray, ...]:
+    """The factual run with feedback: treatment, SSH, θ and SIT, each (time, y, x).
+
+    Each day needs the previous day's SIT (ice → forcing) and treatment (forcing → ocean), so
+    the run is one recursion over days, each day vectorised over the grid.
+    """
+    nt = treatment.shape[0]
+    treat = treatment.copy()
+    ssh = ocean.ssh.copy()
+    theta = np.empty_like(treat)
+    sit = np.empty_like(treat)
+    climatology = base + 0.6 * ocean.season  # (time, y, x): SIT without forcing or noise
+    weights = kernel[:, None, None]
+    for t in range(nt):
+        if t:
+            ssh[t] += ocean.answer(treat[t - 1] - ocean.centre, cfg.ocean_feedback)
+            treat[t] += cfg.ice_feedback * ocean.spread * (sit[t - 1] - climatology[t - 1]) / 0.25
+        theta[t] = cfg.effect_size * (
+            1.0
+            + cfg.heterogeneity
+            * np.tanh(latent[t] - ocean.season[t] + (ssh[t] - ocean.ssh_mean) / ocean.ssh_std)
+        )
+        recent = treat[max(0, t - len(kernel) + 1) : t + 1][::-1]  # T_t, T_{t-1}, ...
+        history = (weights[: len(recent)] * recent).sum(axis=0)
+        sit[t] = y_free[t] - theta[t] * saturation * np.tanh(history / saturation)
+    return treat, ssh, theta, sit
 
 
 def _dataset(
