@@ -15,8 +15,8 @@ import time
 import numpy as np
 from _common import machine, mean_sd
 
-from kgcm.config import DemoConfig, load_config
-from kgcm.experiments.demo import run_demo
+from kgcm.config import load_config
+from kgcm.experiments.demo import DemoConfig, run_demo
 
 
 def main() -> None:

@@ -20,8 +20,9 @@ import numpy as np
 import torch
 from _common import machine
 
-from kgcm.config import DemoConfig, load_config
+from kgcm.config import load_config
 from kgcm.estimators import make_estimator
+from kgcm.experiments.demo import DemoConfig
 from kgcm.metrics import ate_error, factual_rmse, pehe
 from kgcm.sequences import split_units, to_sequences
 from kgcm.synthetic.arctic import Scenario, simulate_arctic

@@ -290,3 +290,45 @@ def test_holm_adjustment_of_the_docs_table_script() -> None:
     p = np.array([0.01, 0.04, np.nan, 0.03, 0.5])
     # sorted 0.01, 0.03, 0.04, 0.5 with m = 4: 0.04, 0.09, max(0.09, 0.08), max(., 0.5)
     np.testing.assert_allclose(mod.holm(p), [0.04, 0.09, np.nan, 0.09, 0.5])
+
+
+def test_rows_carry_the_code_revision_and_a_code_change_reruns(tmp_path, monkeypatch) -> None:
+    import kgcm
+    from kgcm import provenance
+
+    code = {"kgcm_version": kgcm.__version__, "code_revision": "a" * 40}
+    monkeypatch.setattr(provenance, "code_fingerprint", lambda package=None: dict(code))
+    ihdp = [
+        {"name": "ihdp", "kind": "ihdp", "params": {"path": str(ROOT / "benchmarks/data/ihdp")}}
+    ]
+    cfg = _config(
+        tmp_path / "out",
+        datasets=ihdp,
+        estimators=[{"name": "zero-effect"}],
+        reference="zero-effect",
+        seeds=[0],
+    )
+
+    def run() -> tuple[list[str], pd.DataFrame]:
+        messages: list[str] = []
+        bm.run_benchmark(cfg, log=messages.append, progress=False)
+        return messages, pd.read_csv(tmp_path / "out" / "results.csv", dtype=str)
+
+    _, rows = run()
+    assert (rows["code_revision"] == "a" * 40).all() and len(rows) == 1
+    assert (rows["kgcm_version"] == kgcm.__version__).all()
+    messages, _ = run()
+    assert "1 done already, 0 to run" in messages[0]
+    # a new commit, a dirty tree and a new version each make every stored cell stale
+    for change in (
+        {"code_revision": "b" * 40},
+        {"code_revision": "b" * 40 + "+dirty", "code_changes": "1234"},
+        {"code_revision": "b" * 40 + "+dirty", "code_changes": "5678"},
+        {"kgcm_version": "9.9.9"},
+    ):
+        code.update(change)
+        messages, rows = run()
+        assert "0 done already, 1 to run" in messages[0], (change, messages[0])
+        assert "1 stored with other settings" in messages[0]
+        assert (rows["code_revision"] == code["code_revision"]).all()
+        assert (rows["kgcm_version"] == code["kgcm_version"]).all()
