@@ -204,6 +204,8 @@ class LinearDML(_DMLBase):
     """
 
     name: ClassVar[str] = "linear-dml"
+    #: fast settings for the test suite
+    test_params: ClassVar[dict[str, Any]] = {"model": "linear"}
     tags: ClassVar[dict[str, bool]] = {
         "intervals": True,
         "needs_covariates": True,
@@ -291,6 +293,8 @@ class DynamicDML(_DMLBase):
     """
 
     name: ClassVar[str] = "dynamic-dml"
+    #: fast settings for the test suite
+    test_params: ClassVar[dict[str, Any]] = {"model": "linear"}
     tags: ClassVar[dict[str, bool]] = {
         "intervals": True,
         "needs_covariates": True,
