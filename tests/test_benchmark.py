@@ -205,12 +205,52 @@ def test_config_errors() -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["benchmark-arctic", "benchmark-arctic-replication", "benchmark-paper", "benchmark-ihdp"],
+    [
+        "benchmark-arctic",
+        "benchmark-arctic-replication",
+        "benchmark-arctic-demo",
+        "benchmark-paper",
+        "benchmark-ihdp",
+    ],
 )
 def test_shipped_configs_load(name) -> None:
     cfg = load_config(bm.BenchmarkConfig, ROOT / "configs" / f"{name}.toml")
     assert len(cfg.seeds) >= 5
     assert cfg.reference in {e.key for e in cfg.estimators}
+
+
+def test_demo_budget_config_is_the_demo_task() -> None:
+    """configs/benchmark-arctic-demo.toml runs the demo's world, split, scenario and budget."""
+    from kgcm.experiments.demo import DemoConfig
+
+    path = ROOT / "configs" / "benchmark-arctic-demo.toml"
+    cfg = load_config(bm.BenchmarkConfig, path)
+    demo = DemoConfig()
+    (dataset,) = cfg.datasets
+    assert dataset.kind == "arctic" and dataset.params == {}  # the default world, as the demo's
+    assert demo.arctic == type(demo.arctic)(seed=demo.arctic.seed)
+    assert (demo.window, demo.test_fraction, demo.scenario.kind, demo.scenario.value) == (
+        30,
+        0.25,
+        "scale",
+        1.5,
+    )  # the arctic task's defaults (window, test_fraction, scale)
+    budget = demo.estimator.params["training"]["max_epochs"]
+    for e in cfg.estimators:
+        if e.name != "zero-effect":
+            assert e.params["training"]["max_epochs"] == budget, e.key
+    assert cfg.estimators[0].name == demo.estimator.name == cfg.reference
+    # the documented ensemble variant loads
+    ens = load_config(
+        bm.BenchmarkConfig,
+        path,
+        [
+            "seeds=[0,1]",
+            'estimators=[{name = "kgcm-vae", params = {n_ensemble = 3, training = '
+            '{max_epochs = 40, progress = false}}}, {name = "zero-effect"}]',
+        ],
+    )
+    assert ens.estimators[0].params["n_ensemble"] == 3 and ens.seeds == (0, 1)
 
 
 def test_replication_config_differs_from_the_main_one_only_in_seeds() -> None:
