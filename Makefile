@@ -32,10 +32,10 @@ lint: $(STAMP)
 bench: bench-arctic bench-paper bench-throughput
 
 bench-arctic: $(STAMP)
-	$(BIN)/python benchmarks/arctic_seeds.py
+	$(BIN)/kgcm benchmark --config configs/benchmark-arctic-demo.toml
 
 bench-paper: $(STAMP)
-	$(BIN)/python benchmarks/paper_protocol.py
+	$(BIN)/kgcm benchmark --config configs/benchmark-paper.toml
 
 bench-prepare: $(STAMP)
 	$(BIN)/python benchmarks/prepare_throughput.py

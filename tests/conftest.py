@@ -5,73 +5,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-#: Settings that make each registered estimator fit in about a second for contract tests.
-FAST_PARAMS: dict[str, dict] = {
-    "kgcm-vae": {
-        "hidden": 8,
-        "latent_dim": 4,
-        "treatment_embedding": 4,
-        "history": 3,
-        "n_draws": 8,
-        "training": {"max_epochs": 3, "progress": False},
-    },
-    "zero-effect": {},
-    "gst-unet": {
-        "context": 3,
-        "width": 4,
-        "n_bootstrap": 2,
-        "training": {"max_epochs": 2, "batch_size": 128, "progress": False},
-    },
-    # time-varying baselines (tests/test_recurrent_baselines.py)
-    **{
-        name: {
-            "hidden": 8,
-            "history": 3,
-            "treatment_embedding": 4,
-            "training": {"max_epochs": 3, "progress": False},
-        }
-        for name in ("r-crn", "cf-rnn", "ts-tarnet")
-    },
-    "crn": {"hidden": 8, "rep_dim": 4, "training": {"max_epochs": 3, "progress": False}},
-    "rmsn": {"hidden": 8, "rep_dim": 4, "training": {"max_epochs": 3, "progress": False}},
-    "causal-transformer": {
-        "d_model": 8,
-        "rep_dim": 4,
-        "max_distance": 4,
-        "training": {"max_epochs": 3, "progress": False},
-    },
-    # static baselines (tests/test_static_baselines.py)
-    **{
-        name: {
-            "rep_layers": 1,
-            "rep_units": 16,
-            "head_layers": 1,
-            "head_units": 8,
-            "training": {"max_epochs": 3, "progress": False},
-        }
-        for name in ("tarnet", "cfrnet")
-    },
-    "cevae": {
-        "latent_dim": 4,
-        "hidden": 16,
-        "layers": 2,
-        "n_draws": 8,
-        "training": {"max_epochs": 3, "progress": False},
-    },
-    "t-learner": {"n_estimators": 10},
-    "s-learner": {"n_estimators": 10},
-    "linear-dml": {"model": "linear"},
-    "dynamic-dml": {"model": "linear"},
-}
-
 
 def fast_params(name: str) -> dict:
-    """Fast settings for a registered estimator (new copy)."""
+    """Fast settings for a registered estimator (a new copy of its class's ``test_params``)."""
     import copy
 
-    if name not in FAST_PARAMS:
-        raise KeyError(f"add fast test settings for estimator {name!r} to tests/conftest.py")
-    return copy.deepcopy(FAST_PARAMS[name])
+    from kgcm.estimators import estimator_class
+
+    cls = estimator_class(name)
+    if cls.test_params is None:
+        raise KeyError(
+            f"estimator {name!r} has no fast test settings: set test_params = {{...}} on "
+            f"{cls.__module__}.{cls.__qualname__} (settings that make a fit take about a second)"
+        )
+    return copy.deepcopy(cls.test_params)
 
 
 @pytest.fixture(scope="session")

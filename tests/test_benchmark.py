@@ -208,6 +208,7 @@ def test_config_errors() -> None:
     [
         "benchmark-arctic",
         "benchmark-arctic-replication",
+        "benchmark-arctic-demo",
         "benchmark-paper",
         "benchmark-ihdp",
         "benchmark-coverage",
@@ -217,6 +218,40 @@ def test_shipped_configs_load(name) -> None:
     cfg = load_config(bm.BenchmarkConfig, ROOT / "configs" / f"{name}.toml")
     assert len(cfg.seeds) >= 5
     assert cfg.reference in {e.key for e in cfg.estimators}
+
+
+def test_demo_budget_config_is_the_demo_task() -> None:
+    """configs/benchmark-arctic-demo.toml runs the demo's world, split, scenario and budget."""
+    from kgcm.experiments.demo import DemoConfig
+
+    path = ROOT / "configs" / "benchmark-arctic-demo.toml"
+    cfg = load_config(bm.BenchmarkConfig, path)
+    demo = DemoConfig()
+    (dataset,) = cfg.datasets
+    assert dataset.kind == "arctic" and dataset.params == {}  # the default world, as the demo's
+    assert demo.arctic == type(demo.arctic)(seed=demo.arctic.seed)
+    assert (demo.window, demo.test_fraction, demo.scenario.kind, demo.scenario.value) == (
+        30,
+        0.25,
+        "scale",
+        1.5,
+    )  # the arctic task's defaults (window, test_fraction, scale)
+    budget = demo.estimator.params["training"]["max_epochs"]
+    for e in cfg.estimators:
+        if e.name != "zero-effect":
+            assert e.params["training"]["max_epochs"] == budget, e.key
+    assert cfg.estimators[0].name == demo.estimator.name == cfg.reference
+    # the documented ensemble variant loads
+    ens = load_config(
+        bm.BenchmarkConfig,
+        path,
+        [
+            "seeds=[0,1]",
+            'estimators=[{name = "kgcm-vae", params = {n_ensemble = 3, training = '
+            '{max_epochs = 40, progress = false}}}, {name = "zero-effect"}]',
+        ],
+    )
+    assert ens.estimators[0].params["n_ensemble"] == 3 and ens.seeds == (0, 1)
 
 
 def test_replication_config_differs_from_the_main_one_only_in_seeds() -> None:
@@ -378,3 +413,45 @@ def test_forecast_config_evaluates_on_seeds_disjoint_from_tuning() -> None:
     text = (ROOT / "configs" / "benchmark-forecast.toml").read_text()
     assert "tuning worlds 100-101" in text
     bm.check_settings(cfg, None)
+
+
+def test_rows_carry_the_code_revision_and_a_code_change_reruns(tmp_path, monkeypatch) -> None:
+    import kgcm
+    from kgcm import provenance
+
+    code = {"kgcm_version": kgcm.__version__, "code_revision": "a" * 40}
+    monkeypatch.setattr(provenance, "code_fingerprint", lambda package=None: dict(code))
+    ihdp = [
+        {"name": "ihdp", "kind": "ihdp", "params": {"path": str(ROOT / "benchmarks/data/ihdp")}}
+    ]
+    cfg = _config(
+        tmp_path / "out",
+        datasets=ihdp,
+        estimators=[{"name": "zero-effect"}],
+        reference="zero-effect",
+        seeds=[0],
+    )
+
+    def run() -> tuple[list[str], pd.DataFrame]:
+        messages: list[str] = []
+        bm.run_benchmark(cfg, log=messages.append, progress=False)
+        return messages, pd.read_csv(tmp_path / "out" / "results.csv", dtype=str)
+
+    _, rows = run()
+    assert (rows["code_revision"] == "a" * 40).all() and len(rows) == 1
+    assert (rows["kgcm_version"] == kgcm.__version__).all()
+    messages, _ = run()
+    assert "1 done already, 0 to run" in messages[0]
+    # a new commit, a dirty tree and a new version each make every stored cell stale
+    for change in (
+        {"code_revision": "b" * 40},
+        {"code_revision": "b" * 40 + "+dirty", "code_changes": "1234"},
+        {"code_revision": "b" * 40 + "+dirty", "code_changes": "5678"},
+        {"kgcm_version": "9.9.9"},
+    ):
+        code.update(change)
+        messages, rows = run()
+        assert "0 done already, 1 to run" in messages[0], (change, messages[0])
+        assert "1 stored with other settings" in messages[0]
+        assert (rows["code_revision"] == code["code_revision"]).all()
+        assert (rows["kgcm_version"] == code["kgcm_version"]).all()

@@ -9,7 +9,8 @@ import xarray as xr
 from typer.testing import CliRunner
 
 from kgcm.cli import app
-from kgcm.config import DemoConfig, load_config
+from kgcm.config import load_config
+from kgcm.experiments.demo import DemoConfig
 
 TINY = [
     "--set", "arctic.ny=6", "--set", "arctic.nx=6", "--set", "arctic.days=90",

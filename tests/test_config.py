@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from kgcm.config import DemoConfig, dump_toml, load_config
+from kgcm.config import dump_toml, load_config
 from kgcm.errors import ConfigError
+from kgcm.experiments.demo import DemoConfig
 
 
 def test_defaults_and_overrides() -> None:
@@ -69,3 +70,56 @@ def test_missing_and_malformed_files(tmp_path) -> None:
     other.write_text("{}")
     with pytest.raises(ConfigError, match=r"must end in \.toml, \.yaml or \.yml"):
         load_config(DemoConfig, other)
+
+
+# --------------------------------------------------------------------------------------------
+# One seed per run: a seed inside an estimator's params is refused on every path, naming the fix
+
+SEED_FIX = r"estimator\.params sets seed = 3; the run's seed sets the estimator's seed.*Remove seed"
+
+
+def test_demo_refuses_an_estimator_seed_from_toml_and_overrides(tmp_path) -> None:
+    path = tmp_path / "demo.toml"
+    path.write_text("seed = 1\n[estimator]\nname = 'kgcm-vae'\n[estimator.params]\nseed = 3\n")
+    with pytest.raises(ConfigError, match=SEED_FIX):
+        load_config(DemoConfig, path)
+    with pytest.raises(ConfigError, match=SEED_FIX):
+        load_config(DemoConfig, None, ["estimator.params.seed=3"])
+
+
+def test_demo_refuses_an_estimator_seed_from_python() -> None:
+    from kgcm.config import EstimatorConfig
+
+    with pytest.raises(ConfigError, match=SEED_FIX):
+        DemoConfig(estimator=EstimatorConfig(name="zero-effect", params={"seed": 3}))
+
+
+def test_fit_refuses_an_estimator_seed(tmp_path) -> None:
+    from kgcm.config import EstimatorConfig, from_dict
+    from kgcm.experiments.fit import FitConfig
+
+    path = tmp_path / "fit.toml"
+    path.write_text("[estimator]\nname = 'zero-effect'\n[estimator.params]\nseed = 3\n")
+    with pytest.raises(ConfigError, match=SEED_FIX):
+        load_config(FitConfig, path)
+    with pytest.raises(ConfigError, match=SEED_FIX):
+        from_dict(FitConfig, {"estimator": {"name": "zero-effect", "params": {"seed": 3}}})
+    with pytest.raises(ConfigError, match=SEED_FIX):
+        FitConfig(estimator=EstimatorConfig(name="zero-effect", params={"seed": 3}))
+
+
+def test_benchmark_and_ablation_refuse_an_estimator_seed(tmp_path) -> None:
+    from kgcm.experiments import benchmark as bm
+
+    path = tmp_path / "bench.toml"
+    path.write_text(
+        "seeds = [0]\n[[datasets]]\nname = 'a'\nkind = 'arctic'\n"
+        "[[estimators]]\nname = 'zero-effect'\nlabel = 'z'\n[estimators.params]\nseed = 3\n"
+    )
+    fix = r"estimators\.z\.params sets seed = 3; the run's seed sets the estimator's seed"
+    with pytest.raises(ConfigError, match=fix):
+        load_config(bm.BenchmarkConfig, path)
+    with pytest.raises(ConfigError, match=r"estimators\.t-learner\.params sets seed = 3"):
+        bm.EstimatorSpec(name="t-learner", params={"seed": 3})
+    with pytest.raises(ConfigError, match=r"^params sets seed = 3; the run's seed"):
+        bm.AblateConfig(params={"seed": 3})

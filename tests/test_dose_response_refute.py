@@ -104,14 +104,14 @@ def test_curve_points_area_mean_then_season() -> None:
 
 
 def test_strength_scales_the_runs_scenario() -> None:
-    from kgcm.config import ScenarioConfig
     from kgcm.experiments.fit import scenario_path
+    from kgcm.treatments import Scenario
 
     t0 = np.array([[1.0, 2.0]])
-    shift = ScenarioConfig(kind="shift", value=0.1, expected_sign="negative")
+    shift = Scenario(kind="shift", value=0.1, expected_sign="negative")
     np.testing.assert_allclose(scenario_path(t0, scenario_at(shift, 2.0))[0], t0 + 0.2)
     assert scenario_at(shift, 2.0).expected_sign == "negative"
-    scale = ScenarioConfig(kind="scale", value=1.5)
+    scale = Scenario(kind="scale", value=1.5)
     np.testing.assert_allclose(scenario_path(t0, scenario_at(scale, 0.5))[0], 0.5 * t0)
 
 

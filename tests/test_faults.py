@@ -208,8 +208,9 @@ def test_malformed_configs_never_crash(tmp_path_factory, data, fmt, raw, which, 
     import tomli_w
     import yaml
 
-    from kgcm.config import DemoConfig, load_config
+    from kgcm.config import load_config
     from kgcm.experiments.benchmark import BenchmarkConfig
+    from kgcm.experiments.demo import DemoConfig
     from kgcm.experiments.fit import FitConfig
     from kgcm.prepare import PrepareConfig
 

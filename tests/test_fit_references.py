@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from kgcm.config import ScenarioConfig, from_dict
+from kgcm.config import from_dict
 from kgcm.experiments.fit import FitConfig, run_effect, run_fit
 from kgcm.synthetic.arctic import simulate_arctic
+from kgcm.treatments import Scenario
 
 FAST = {
     "hidden": 8,
@@ -54,7 +55,7 @@ def test_counterfactual_thickness_never_goes_negative(fitted, shift) -> None:
     run, _ = fitted
     # a shift far outside the observed support (the overlap check refuses it by default): the
     # counterfactual must stay physical all the same
-    summary = run_effect(run, scenario=ScenarioConfig(kind="shift", value=shift),
+    summary = run_effect(run, scenario=Scenario(kind="shift", value=shift),
                          out=run / f"effects{shift:+.0f}.nc", log=lambda m: None,
                          allow_weak_overlap=True)  # fmt: skip
     assert summary["overlap"]["ok"] is False
@@ -81,7 +82,7 @@ def test_effect_summary_flags_a_sign_that_disagrees(fitted) -> None:
     assert saved["seasons"] == summary["seasons"]
     means = [s["mean_effect"] for s in summary["seasons"].values() if s["mean_effect"] is not None]
     flip = "negative" if np.mean(means) > 0 else "positive"
-    flagged = run_effect(run, scenario=ScenarioConfig(kind="scale", value=1.5, expected_sign=flip),
+    flagged = run_effect(run, scenario=Scenario(kind="scale", value=1.5, expected_sign=flip),
                          out=run / "effects_flip.nc", log=lambda m: None,
                          allow_weak_overlap=True)  # fmt: skip
     assert flagged["sign_disagrees_in"]

@@ -94,8 +94,29 @@ def test_ensemble_pools_draws(panel) -> None:
 
 
 def test_encoder_may_see_treatment(panel) -> None:
-    est = _fit(panel, encoder_treatment=True, encoder="forward")
-    assert est.effect(panel["X"], T0=panel["T"], T1=panel["T"] + 1).shape == panel["T"].shape
+    """With encoder_treatment the posterior q(z | x, t) reads the treatment (and, forward, only
+    its past and present); without it, the posterior does not move when the treatment does."""
+    import torch
+
+    seeing = _fit(panel, encoder_treatment=True, encoder="forward")
+    blind = _fit(panel, encoder="forward")
+    n_features = panel["X"].shape[2]
+    assert seeing.models_[0].gru.input_size == n_features + 1
+    assert blind.models_[0].gru.input_size == n_features
+    x = torch.as_tensor(seeing.x_scaler_.transform(panel["X"]), dtype=torch.float32)
+    t = torch.as_tensor(seeing.t_scaler_.transform(panel["T"]), dtype=torch.float32)
+    later = t.clone()
+    later[:, 6:] += 1.0  # the treatment changes from step 6 on
+    with torch.no_grad():
+        mu, _ = seeing.models_[0].posterior(x, t)
+        moved, _ = seeing.models_[0].posterior(x, later)
+        mu_blind, _ = blind.models_[0].posterior(x, t)
+        moved_blind, _ = blind.models_[0].posterior(x, later)
+    assert (moved[:, 6:] - mu[:, 6:]).abs().max() > 1e-3
+    torch.testing.assert_close(moved[:, :6], mu[:, :6])  # a forward encoder: no look-ahead
+    torch.testing.assert_close(moved_blind, mu_blind)
+    effect = seeing.effect(panel["X"], T0=panel["T"], T1=panel["T"] + 1)
+    assert effect.shape == panel["T"].shape and np.isfinite(effect).all()
 
 
 def test_counterfactual_predictions_abduct_from_the_factual_path(panel) -> None:

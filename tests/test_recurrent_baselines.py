@@ -117,12 +117,54 @@ def test_dann_schedule_ramps_from_zero_to_one() -> None:
     assert dann_schedule(0.1) < dann_schedule(0.5)
 
 
-def test_crn_head_learns_what_the_encoder_hides(panel) -> None:
+def test_crn_head_learns_what_the_encoder_hides(panel, monkeypatch) -> None:
+    """Balancing by gradient reversal: the treatment loss's gradient trains the treatment heads
+    to predict T and, reversed and scaled by λ, trains the encoder to hide T from them."""
+    from kgcm.estimators import crn
+
     est = kgcm.make_estimator("crn", seed=0, **fast_params("crn"))
     est.fit(panel["Y"], panel["T"], X=panel["X"])
     keys = est.history_[-1]
     assert {"train_encoder", "train_decoder", "train_treatment", "train_lambda"} <= set(keys)
-    assert 0 < keys["train_lambda"] <= 1
+    net = est.models_[0].eval()  # no dropout: the three passes below see the same network
+    batch = {
+        "x": torch.as_tensor(est._covariates(panel["X"]), dtype=torch.float32),
+        "t": torch.as_tensor(est.t_scaler_.transform(panel["T"]), dtype=torch.float32),
+        "y": torch.as_tensor(est.y_scaler_.transform(panel["Y"]), dtype=torch.float32),
+    }
+    epoch = est.max_epochs_ // 2
+    lam = crn.dann_schedule(est._progress(epoch))
+    assert 0 < lam < 1
+
+    def grads(weight: float) -> dict[str, torch.Tensor]:
+        est.balance_weight = weight
+        net.zero_grad()
+        with torch.random.fork_rng():  # the decoder's random start steps: the same each pass
+            torch.manual_seed(0)
+            loss, _ = est._loss_fn(net)(batch, epoch)
+        loss.backward()
+        return {
+            k: (p.grad.clone() if p.grad is not None else torch.zeros_like(p))
+            for k, p in net.named_parameters()
+        }
+
+    none = grads(0.0)
+    reversed_ = grads(1.0)
+    monkeypatch.setattr(crn, "grad_reverse", lambda x, scale=1.0: x)
+    plain = grads(1.0)  # the same treatment loss, its gradient not reversed
+    heads = [k for k in none if k.startswith(("enc_treatment.", "dec_treatment."))]
+    encoder = [k for k in none if k.startswith("seq.encoder.")]
+    assert heads and encoder
+    for k in heads:  # the heads descend the treatment loss
+        assert plain[k].abs().max() > 0
+        torch.testing.assert_close(reversed_[k] - none[k], plain[k] - none[k])
+    moved = 0.0
+    for k in encoder:  # the encoder ascends it, λ times as strongly
+        torch.testing.assert_close(
+            reversed_[k] - none[k], -lam * (plain[k] - none[k]), rtol=1e-4, atol=1e-7
+        )
+        moved += float((plain[k] - none[k]).abs().max())
+    assert moved > 0
 
 
 def test_ct_confusion_leaves_the_head_alone(panel) -> None:

@@ -28,8 +28,9 @@ from kgcm._io import (
     verify_folder,
 )
 from kgcm.cli import app
-from kgcm.config import DemoConfig, load_config, read_mapping
+from kgcm.config import load_config, read_mapping
 from kgcm.errors import ConfigError, DataError, InputError, OutputError
+from kgcm.experiments.demo import DemoConfig
 
 runner = CliRunner()
 PY = sys.executable

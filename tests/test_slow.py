@@ -9,8 +9,8 @@ import os
 
 import pytest
 
-from kgcm.config import DemoConfig, load_config
-from kgcm.experiments.demo import run_demo
+from kgcm.config import load_config
+from kgcm.experiments.demo import DemoConfig, run_demo
 
 FULL = os.environ.get("KGCM_FULL") == "1"
 

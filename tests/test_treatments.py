@@ -194,3 +194,44 @@ def test_dask_chunked_along_time_matches_numpy(chunk) -> None:
         got = fn(xd)
         assert got.chunks is not None
         np.testing.assert_allclose(got.values, fn(x).values, equal_nan=True)
+
+
+def test_one_scenario_type_and_one_set_of_modulation_constants() -> None:
+    """The demo, fit and the simulators use the scenario and the constants of kgcm.treatments."""
+    from kgcm import prepare
+    from kgcm.experiments import demo, fit
+    from kgcm.synthetic import arctic, seaice
+    from kgcm.treatments import OceanScenario, Scenario, TreatmentSpec, VelocityModulation
+
+    assert arctic.Scenario is Scenario and seaice.OceanScenario is OceanScenario
+    assert isinstance(demo.DemoConfig().scenario, Scenario)
+    assert isinstance(fit.FitConfig().scenario, Scenario)
+    assert prepare.PrepareConfig.__dataclass_fields__["treatment"].type in (
+        "TreatmentSpec",
+        TreatmentSpec,
+    )
+    spec = TreatmentSpec(window=7, gain=2.0)
+    assert spec.modulation == VelocityModulation(window=7, gain=2.0)
+    with pytest.raises(ConfigError, match="window must be an integer >= 1"):
+        TreatmentSpec(window=0)
+
+
+def test_scenario_kinds_strengths_and_refusals() -> None:
+    from kgcm.treatments import Scenario
+
+    t0 = np.array([[1.0, 2.0]])
+    assert np.array_equal(Scenario("scale", 2.0).apply(t0), [[2.0, 4.0]])
+    assert np.array_equal(Scenario("shift", 0.5).apply(t0), [[1.5, 2.5]])
+    assert np.array_equal(Scenario("function", func=np.square).apply(t0), [[1.0, 4.0]])
+    shift = Scenario("shift", 0.1, expected_sign="negative")
+    assert shift.at(3.0) == Scenario("shift", 0.1 * 3.0, expected_sign="negative")
+    assert Scenario("scale", 1.5).at(2.0).value == 2.0
+    assert shift.describe("m/s") == "T1 = T0 + 0.1 m/s"
+    with pytest.raises(ConfigError, match=r"scenario\.kind must be 'scale' or 'shift'"):
+        Scenario("double")
+    with pytest.raises(ConfigError, match="needs func=callable"):
+        Scenario("function")
+    with pytest.raises(ConfigError, match="takes no func"):
+        Scenario("scale", func=np.square)
+    with pytest.raises(ConfigError, match="expected_sign must be"):
+        Scenario(expected_sign="up")

@@ -62,8 +62,8 @@ def demo(
     metrics beside the zero-effect reference, and write effects.nc, figures, metrics.json,
     config.toml, model.kgcm and run.json to --out.
     """
-    from kgcm.config import DemoConfig, load_config
-    from kgcm.experiments.demo import metrics_table, run_demo
+    from kgcm.config import load_config
+    from kgcm.experiments.demo import DemoConfig, metrics_table, run_demo
 
     try:
         cfg = load_config(DemoConfig, config, set_ or ())
@@ -99,7 +99,8 @@ def simulate(
 ) -> None:
     """Write the arctic simulator's observables to a CF NetCDF file."""
     from kgcm._io import output_file
-    from kgcm.config import DemoConfig, load_config
+    from kgcm.config import load_config
+    from kgcm.experiments.demo import DemoConfig
     from kgcm.synthetic.arctic import simulate_arctic
 
     try:
@@ -255,18 +256,18 @@ def effect(
 ) -> None:
     """Effects of a treatment scenario with intervals, written as CF NetCDF plus figures:
     seasonal means, the effect by day of year, one year in detail (and maps for a grid)."""
-    from kgcm.config import ScenarioConfig
     from kgcm.errors import ConfigError
     from kgcm.experiments.fit import run_effect
+    from kgcm.treatments import Scenario
 
     def work(log):  # type: ignore[no-untyped-def]
         if scale is not None and shift is not None:
             raise ConfigError("give --scale or --shift, not both.")
         scenario = None
         if scale is not None:
-            scenario = ScenarioConfig(kind="scale", value=scale)
+            scenario = Scenario(kind="scale", value=scale)
         elif shift is not None:
-            scenario = ScenarioConfig(kind="shift", value=shift)
+            scenario = Scenario(kind="shift", value=shift)
         return run_effect(
             run,
             scenario=scenario,

@@ -1,5 +1,10 @@
 """Typed, frozen run configs, loaded from TOML or YAML and overridable from the CLI.
 
+This module is generic: it loads, checks, overrides and writes any config dataclass. Each job
+declares its own config next to its code (``kgcm.experiments.demo.DemoConfig``,
+``kgcm.experiments.fit.FitConfig``, ...); the parts they share live with what they describe
+(:class:`EstimatorConfig` here, the scenario and the treatment in :mod:`kgcm.treatments`).
+
 Unknown keys are refused with the valid ones and a did-you-mean; values are checked against the
 field types; the resolved config is written next to every result (:func:`dump_toml`), so a
 run is reproducible from its output folder.
@@ -19,14 +24,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from kgcm.errors import ConfigError, did_you_mean
-from kgcm.synthetic.arctic import ArcticConfig
-from kgcm.treatments import VelocityModulation
 
 __all__ = [
-    "DemoConfig",
     "EstimatorConfig",
-    "ScenarioConfig",
     "apply_overrides",
+    "check_estimator_params",
     "dump_toml",
     "from_dict",
     "load_config",
@@ -36,18 +38,31 @@ __all__ = [
 C = TypeVar("C")
 
 
-def _demo_params() -> dict[str, Any]:
-    # 40 epochs keep the demo within about 3 minutes on 2 CPU cores; the library default
-    # (early stopping, up to 200 epochs) trains longer for a slightly better fit.
-    return {"training": {"max_epochs": 40}}
+def check_estimator_params(params: Mapping[str, Any], where: str) -> None:
+    """Refuse a ``seed`` among an estimator's parameters.
+
+    A run has one seed (its ``seed`` setting, or the benchmark's ``seeds``) and it seeds the
+    estimator; a second one inside the estimator's parameters would either silently win over the
+    run's or clash with it, so it is refused here, once, for every kind of run.
+    """
+    if "seed" in params:
+        raise ConfigError(
+            f"{where} sets seed = {params['seed']!r}; the run's seed sets the estimator's seed. "
+            f"Remove seed from {where} and set the run's seed instead (seed = ... in a demo or "
+            f"fit config, seeds = [...] in a benchmark or ablation config, or --set seed=...)."
+        )
 
 
 @dataclass(frozen=True)
 class EstimatorConfig:
-    """Which estimator, with which parameters (``kgcm.make_estimator(name, **params)``)."""
+    """Which estimator, with which parameters (``kgcm.make_estimator(name, **params)``).
+
+    ``params`` hold everything but the seed: the run's seed seeds the estimator, and a ``seed``
+    here is refused (:func:`check_estimator_params`).
+    """
 
     name: str = "kgcm-vae"
-    params: dict[str, Any] = field(default_factory=_demo_params)
+    params: dict[str, Any] = field(default_factory=dict)
     #: the interval strategy (kgcm.inference): {} is the estimator's own ("model");
     #: {method = "bootstrap", n_bootstrap = 10, block = 4} refits on spatial blocks of cells
     inference: dict[str, Any] = field(default_factory=dict)
@@ -55,57 +70,8 @@ class EstimatorConfig:
     def __post_init__(self) -> None:
         from kgcm.inference import Inference
 
-        Inference.coerce(self.inference)  # a bad setting fails when the config is read
-
-
-@dataclass(frozen=True)
-class ScenarioConfig:
-    """The counterfactual path: ``scale`` (T1 = value·T0) or ``shift`` (T1 = T0 + value).
-
-    ``expected_sign`` (``"positive"``, ``"negative"`` or ``""``): the sign the user expects of
-    the effect; ``kgcm effect`` flags seasons whose mean effect has the other sign (a check to
-    show, not a constraint on the model).
-    """
-
-    kind: str = "scale"
-    value: float = 1.5
-    expected_sign: str = ""
-
-    def __post_init__(self) -> None:
-        if self.kind not in ("scale", "shift"):
-            raise ConfigError(f"scenario.kind must be 'scale' or 'shift'; got {self.kind!r}.")
-        if self.expected_sign not in ("", "positive", "negative"):
-            raise ConfigError(
-                f"scenario.expected_sign must be 'positive', 'negative' or '' (no expectation); "
-                f"got {self.expected_sign!r}."
-            )
-
-
-@dataclass(frozen=True)
-class DemoConfig:
-    """The main job: simulate → sequences → fit → effects on held-out cells → outputs.
-
-    ``seed`` seeds the split and the estimator; ``arctic.seed`` seeds the simulated world.
-    """
-
-    seed: int = 0
-    arctic: ArcticConfig = field(default_factory=ArcticConfig)
-    window: int = 30
-    covariates: tuple[str, ...] = ("zos", "uo", "vo")
-    static: tuple[str, ...] = ("lat",)
-    calendar: bool = True
-    test_fraction: float = 0.25
-    scenario: ScenarioConfig = field(default_factory=ScenarioConfig)
-    estimator: EstimatorConfig = field(default_factory=EstimatorConfig)
-    alpha: float = 0.05
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.window, int) or self.window < 2:
-            raise ConfigError(f"window must be an integer >= 2; got {self.window!r}.")
-        if not 0 < self.test_fraction < 1:
-            raise ConfigError(f"test_fraction must be in (0, 1); got {self.test_fraction!r}.")
-        if not 0 < self.alpha < 1:
-            raise ConfigError(f"alpha must be in (0, 1); got {self.alpha!r}.")
+        check_estimator_params(self.params, "estimator.params")
+        Inference.coerce(self.inference or None)  # a bad setting fails when the config is read
 
 
 # --------------------------------------------------------------------------------------------
@@ -367,7 +333,3 @@ def dump_toml(config: Any) -> str:
         return v
 
     return tomli_w.dumps(drop_none(to_dict(config)))
-
-
-# re-exported so a config file's [arctic.modulation] table has a home
-__all__ += ["ArcticConfig", "VelocityModulation"]

@@ -45,6 +45,7 @@ from kgcm.regrid import (
     same_grid,
     spacing_m,
 )
+from kgcm.treatments import TreatmentSpec
 
 __all__ = [
     "PrepareConfig",
@@ -94,46 +95,6 @@ class SourceConfig:
             raise ConfigError(
                 f"source {self.name!r}: resample must be one of {RESAMPLE}; got {self.resample!r}."
             )
-
-
-@dataclass(frozen=True)
-class TreatmentSpec:
-    """How the treatment is built.
-
-    ``kind``:
-
-    - ``"velocity-modulation"``: ``v_t = MA_w(speed)_t (1 + α σ(k (Δh_t − τ)))`` from the ocean
-      (``velocity = "ocean"``: uo/vo) or ice (``"ice"``: usi/vsi) velocity and SSH ``ssh``;
-    - ``"column"``: the variable ``column`` as it is (e.g. longwave radiation in a table);
-    - ``"moving-average"``: ``MA_w(column)``;
-    - ``"none"``: no treatment (a store of covariates only).
-
-    ``lag`` shifts the result by that many steps in every kind.
-    """
-
-    kind: str = "velocity-modulation"
-    velocity: str = "ocean"
-    ssh: str = "zos"
-    column: str = ""
-    window: int = 5
-    slope: float = 200.0
-    centre: float = 0.0
-    gain: float = 1.0
-    lag: int = 0
-
-    def __post_init__(self) -> None:
-        kinds = ("velocity-modulation", "column", "moving-average", "none")
-        if self.kind not in kinds:
-            raise ConfigError(f"treatment.kind must be one of {kinds}; got {self.kind!r}.")
-        if self.velocity not in ("ocean", "ice"):
-            raise ConfigError(
-                f"treatment.velocity must be 'ocean' or 'ice'; got {self.velocity!r}."
-            )
-        if self.kind in ("column", "moving-average") and not self.column:
-            raise ConfigError(f"treatment.kind = {self.kind!r} needs treatment.column = '<name>'.")
-        treatments.VelocityModulation(
-            window=self.window, slope=self.slope, centre=self.centre, gain=self.gain, lag=self.lag
-        )
 
 
 def _default_chunks() -> dict[str, int]:
@@ -635,15 +596,7 @@ def build_treatment(ds: xr.Dataset, spec: TreatmentSpec) -> xr.DataArray:
     if spec.kind == "velocity-modulation":
         east, north = ("uo", "vo") if spec.velocity == "ocean" else ("usi", "vsi")
         spd = treatments.speed(need(east), need(north))
-        out = treatments.velocity_modulation(
-            spd,
-            need(spec.ssh),
-            window=spec.window,
-            slope=spec.slope,
-            centre=spec.centre,
-            gain=spec.gain,
-            lag=spec.lag,
-        )
+        out = treatments.velocity_modulation(spd, need(spec.ssh), spec.modulation)
     else:
         base = need(spec.column)
         out = (

@@ -1,4 +1,4 @@
-r"""Knowledge-guided treatments: pure, vectorised functions.
+r"""Knowledge-guided treatments and scenarios: pure, vectorised functions.
 
 The treatment of kgcm is the *velocity modulation* of the paper (arXiv 2601.17647, v1): a
 smoothed surface-velocity signal amplified by a sigmoid gate that opens on sea-surface-height
@@ -13,6 +13,13 @@ with window :math:`w`, slope :math:`k` (1/m), centre :math:`\tau` (m) and gain :
 The paper does not publish its constants; :class:`VelocityModulation` holds ours (documented
 there) and every one is a parameter.
 
+Everything that says what a treatment is, or what the counterfactual path is, lives here once:
+:class:`VelocityModulation` (the modulation's constants), :class:`TreatmentSpec` (how
+``kgcm prepare`` builds a treatment: a kind plus those same constants), :class:`Scenario` (a
+counterfactual treatment path ``T1 = f(T0)``, used by the demo, ``kgcm fit``/``kgcm effect``,
+the dose-response and the ``arctic`` simulator) and :class:`OceanScenario` (a counterfactual
+ocean, for the ``seaice`` world whose treatment follows from the ocean through the physics).
+
 The paper's notebooks use two further recipes, reproduced exactly as named presets
 (:data:`RECIPES`, :func:`control_treatment`, :func:`forcing_scenario`).
 
@@ -25,8 +32,8 @@ lazy.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from typing import Any, Literal, TypeVar
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Literal, Protocol, TypeVar
 
 import numpy as np
 import xarray as xr
@@ -35,7 +42,11 @@ from kgcm.errors import ConfigError, InputError, did_you_mean
 
 __all__ = [
     "RECIPES",
+    "OceanForcing",
+    "OceanScenario",
     "PaperRecipe",
+    "Scenario",
+    "TreatmentSpec",
     "VelocityModulation",
     "control_treatment",
     "forcing_scenario",
@@ -312,6 +323,242 @@ def _params(params: VelocityModulation | None, overrides: dict[str, Any]) -> Vel
                 f"{sorted(fields)}.{did_you_mean(key, fields)}"
             )
     return VelocityModulation(**{**fields, **overrides}) if overrides else base
+
+
+@dataclass(frozen=True)
+class TreatmentSpec(VelocityModulation):
+    """How ``kgcm prepare`` builds the treatment: a kind, its inputs, and the modulation's
+    constants (inherited from :class:`VelocityModulation`, so they are declared and checked
+    once; ``window`` and ``lag`` apply to every kind).
+
+    ``kind``:
+
+    - ``"velocity-modulation"``: ``v_t = MA_w(speed)_t (1 + α σ(k (Δh_t − τ)))`` from the ocean
+      (``velocity = "ocean"``: uo/vo) or ice (``"ice"``: usi/vsi) velocity and SSH ``ssh``;
+    - ``"column"``: the variable ``column`` as it is (e.g. longwave radiation in a table);
+    - ``"moving-average"``: ``MA_w(column)``;
+    - ``"none"``: no treatment (a store of covariates only).
+
+    ``lag`` shifts the result by that many steps in every kind.
+    """
+
+    kind: str = "velocity-modulation"
+    velocity: str = "ocean"
+    ssh: str = "zos"
+    column: str = ""
+
+    def __post_init__(self) -> None:
+        kinds = ("velocity-modulation", "column", "moving-average", "none")
+        if self.kind not in kinds:
+            raise ConfigError(f"treatment.kind must be one of {kinds}; got {self.kind!r}.")
+        if self.velocity not in ("ocean", "ice"):
+            raise ConfigError(
+                f"treatment.velocity must be 'ocean' or 'ice'; got {self.velocity!r}."
+            )
+        if self.kind in ("column", "moving-average") and not self.column:
+            raise ConfigError(f"treatment.kind = {self.kind!r} needs treatment.column = '<name>'.")
+        super().__post_init__()
+
+    @property
+    def modulation(self) -> VelocityModulation:
+        """The modulation's constants alone (what :func:`velocity_modulation` takes)."""
+        return VelocityModulation(
+            window=self.window, slope=self.slope, centre=self.centre, gain=self.gain, lag=self.lag
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Scenarios: the counterfactual paths
+
+
+SIGNS = ("", "positive", "negative")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A counterfactual treatment path ``T1`` as a function of the factual ``T0``.
+
+    ``kind`` is ``"scale"`` (``T1 = value · T0``), ``"shift"`` (``T1 = T0 + value``) or
+    ``"function"`` (``T1 = func(T0)``, vectorised over any shape; from Python only, as a config
+    file cannot hold a function).
+
+    ``expected_sign`` (``"positive"``, ``"negative"`` or ``""``): the sign the user expects of
+    the effect; ``kgcm effect`` flags seasons whose mean effect has the other sign (a check to
+    show, not a constraint on the model).
+
+    This one type is the ``[scenario]`` table of the demo and fit configs and the scenario of
+    the ``arctic`` simulator, the dose-response and ``kgcm effect``.
+    """
+
+    kind: str = "scale"
+    value: float = 1.5
+    expected_sign: str = ""
+    func: Callable[[np.ndarray], np.ndarray] | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("scale", "shift", "function"):
+            raise ConfigError(
+                f"scenario.kind must be 'scale' or 'shift' ('function' from Python, with "
+                f"func=callable(T0) -> T1); got {self.kind!r}."
+                f"{did_you_mean(str(self.kind), ('scale', 'shift'))}"
+            )
+        if self.kind == "function" and not callable(self.func):
+            raise ConfigError(
+                f"scenario kind 'function' needs func=callable(T0) -> T1; got {self.func!r}."
+            )
+        if self.kind != "function" and self.func is not None:
+            raise ConfigError(
+                f"scenario kind {self.kind!r} takes no func (that is kind 'function'); got "
+                f"func={self.func!r}."
+            )
+        if self.expected_sign not in SIGNS:
+            raise ConfigError(
+                f"scenario.expected_sign must be 'positive', 'negative' or '' (no expectation); "
+                f"got {self.expected_sign!r}."
+            )
+
+    def apply(self, t0: np.ndarray) -> np.ndarray:
+        """``T1`` for the factual path ``t0`` (any shape; the result has the same shape)."""
+        if self.kind == "scale":
+            return self.value * t0
+        if self.kind == "shift":
+            return t0 + self.value
+        assert self.func is not None
+        t1 = np.asarray(self.func(t0), dtype=np.float64)
+        if t1.shape != np.shape(t0):
+            raise InputError(
+                f"scenario function returned shape {t1.shape}; expected the shape of T0 "
+                f"{np.shape(t0)}."
+            )
+        return t1
+
+    def describe(self, units: str = "") -> str:
+        """``"T1 = 1.5 x T0"``, ``"T1 = T0 + 0.1 m/s"`` (with ``units``) or ``"T1 = f(T0)"``."""
+        if self.kind == "scale":
+            return f"T1 = {self.value:g} x T0"
+        if self.kind == "shift":
+            return f"T1 = T0 + {self.value:g}" + (f" {units}" if units else "")
+        return f"T1 = {getattr(self.func, '__name__', 'f')}(T0)"
+
+    def at(self, strength: float) -> Scenario:
+        """The scenario at ``strength`` s: ``T1 = s·T0`` (scale) or ``T1 = T0 + s·value``
+        (shift), keeping ``expected_sign``."""
+        if self.kind == "function":
+            raise ConfigError("a 'function' scenario has no strength; give a scale or a shift.")
+        value = float(strength) if self.kind == "scale" else float(strength) * self.value
+        return replace(self, value=value)
+
+
+@dataclass(frozen=True)
+class OceanForcing:
+    """The prescribed ocean, daily, in the ``seaice`` model's layout (day, x, y), interior cells.
+
+    Attributes
+    ----------
+    ssh : ndarray (days, nx, ny), m, cell centres
+    u : ndarray (days, nx, ny), m/s, west faces (eastward)
+    v : ndarray (days, nx, ny), m/s, south faces (northward)
+    """
+
+    ssh: np.ndarray
+    u: np.ndarray
+    v: np.ndarray
+
+    def centre_speed(self) -> np.ndarray:
+        """Speed at cell centres (faces averaged), (days, nx, ny)."""
+        uc = 0.5 * (self.u + np.roll(self.u, -1, axis=1))
+        vc = 0.5 * (self.v + np.roll(self.v, -1, axis=2))
+        return speed(uc, vc)
+
+
+class OceanGeometry(Protocol):
+    """What an :class:`OceanScenario` needs of its world (``kgcm.synthetic.seaice``'s)."""
+
+    ssh_mean: np.ndarray  # (nx, ny)
+
+    def dist2_from_centre_km2(self) -> np.ndarray: ...
+
+    def geostrophic(self, ssh: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+@dataclass(frozen=True)
+class OceanScenario:
+    """A counterfactual ocean: how the forcing changes (from a window's first day on).
+
+    Where the treatment is computed from the ocean through physics (the ``seaice`` world), the
+    scenario is stated on the ocean and the treatment path follows; :class:`Scenario` states it
+    on the treatment directly.
+
+    ``kind``:
+
+    - ``"scale_currents"``: currents × ``value``, SSH unchanged. **Breaks geostrophic
+      balance**: the tilt term still sees the factual SSH while the drag sees scaled currents.
+    - ``"shift_ssh"``: SSH + ``value`` m × a Gaussian dome of radius ``radius_km`` in the
+      middle of the domain, currents unchanged. **Breaks geostrophic balance** (only the tilt
+      term sees the dome). A uniform shift (``radius_km = 0``) changes no gradient and so
+      nothing in the physics.
+    - ``"balanced"``: the dynamic SSH (all but its mean over the run) × ``value`` and the
+      currents recomputed geostrophically from it, i.e. currents × ``value`` too: balance kept.
+    - ``"function"``: ``func(forcing) -> forcing`` (an :class:`OceanForcing` of the same
+      shapes); the user owns its balance.
+
+    ``value = 1`` (scale/balanced) or ``0`` (shift) is the identity.
+    """
+
+    kind: Literal["scale_currents", "shift_ssh", "balanced", "function"] = "scale_currents"
+    value: float = 1.5
+    radius_km: float = 150.0
+    func: Callable[[OceanForcing], OceanForcing] | None = None
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        kinds = ("scale_currents", "shift_ssh", "balanced", "function")
+        if self.kind not in kinds:
+            raise ConfigError(
+                f"ocean scenario kind must be one of {kinds}; got {self.kind!r}."
+                f"{did_you_mean(str(self.kind), kinds)}"
+            )
+        if self.kind == "function" and self.func is None:
+            raise ConfigError("ocean scenario kind 'function' needs func=callable(forcing).")
+        if self.kind == "function" and not self.name:
+            raise ConfigError(
+                "ocean scenario kind 'function' needs a name= (it keys the cached result)."
+            )
+
+    @property
+    def key(self) -> str:
+        if self.kind == "function":
+            return f"function-{self.name}"
+        if self.kind == "shift_ssh":
+            return f"shift_ssh-{self.value:g}-{self.radius_km:g}"
+        return f"{self.kind}-{self.value:g}"
+
+    def apply(self, forcing: OceanForcing, world: OceanGeometry) -> OceanForcing:
+        """The scenario's forcing (same shapes)."""
+        if self.kind == "scale_currents":
+            return replace(forcing, u=self.value * forcing.u, v=self.value * forcing.v)
+        if self.kind == "shift_ssh":
+            if self.radius_km <= 0:
+                bump = np.ones(forcing.ssh.shape[1:])
+            else:
+                r2 = world.dist2_from_centre_km2()
+                bump = np.exp(-0.5 * r2 / self.radius_km**2)
+            return replace(forcing, ssh=forcing.ssh + self.value * bump[None])
+        if self.kind == "balanced":
+            # written as a change of the factual SSH so that value = 1 is bitwise the identity
+            ssh = forcing.ssh + (self.value - 1.0) * (forcing.ssh - world.ssh_mean[None])
+            u, v = world.geostrophic(ssh)
+            return OceanForcing(ssh=ssh, u=u, v=v)
+        assert self.func is not None
+        out = self.func(forcing)
+        for name in ("ssh", "u", "v"):
+            got = np.shape(getattr(out, name, None))
+            if got != forcing.ssh.shape:
+                raise InputError(
+                    f"scenario function {self.name!r} returned {name} of shape {got}; expected "
+                    f"{forcing.ssh.shape} (days, nx, ny)."
+                )
+        return out
 
 
 # --------------------------------------------------------------------------------------------

@@ -364,6 +364,9 @@ class BaseEstimator:
         (``X`` must have at least one feature), ``sequence`` (uses the time axis),
         ``binary_treatment`` (T must be 0/1; absent means False), ``forecast`` (answers the
         forecast estimand: ``T0``/``T1`` longer than ``X``; absent means False).
+    test_params : dict or None
+        Settings that make a fit take about a second, for the test suite's contract and
+        behaviour tests (``tests/conftest.py`` reads them); None (the base) means not given yet.
     """
 
     name: ClassVar[str] = ""
@@ -373,6 +376,7 @@ class BaseEstimator:
         "sequence": True,
         "forecast": False,
     }
+    test_params: ClassVar[dict[str, Any] | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Check the settings every estimator shares (``seed``, ``training``) when it is built,

@@ -234,6 +234,13 @@ class CausalTransformer(NeuralSequenceEstimator):
     """
 
     name: ClassVar[str] = "causal-transformer"
+    #: fast settings for the test suite (about a second a fit)
+    test_params: ClassVar[dict[str, Any]] = {
+        "d_model": 8,
+        "rep_dim": 4,
+        "max_distance": 4,
+        "training": {"max_epochs": 3, "progress": False},
+    }
     _label: ClassVar[str] = "CT"
     _ramps_with_progress: ClassVar[bool] = True  # λ(p) of the confusion weight
     _positive_ints: ClassVar[tuple[str, ...]] = (

@@ -268,6 +268,14 @@ class CEVAE(NeuralStaticEstimator):
     """
 
     name: ClassVar[str] = "cevae"
+    #: fast settings for the test suite (about a second a fit)
+    test_params: ClassVar[dict[str, Any]] = {
+        "latent_dim": 4,
+        "hidden": 16,
+        "layers": 2,
+        "n_draws": 8,
+        "training": {"max_epochs": 3, "progress": False},
+    }
     tags: ClassVar[dict[str, bool]] = {
         "intervals": True,
         "needs_covariates": True,

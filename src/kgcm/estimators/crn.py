@@ -123,6 +123,12 @@ class CRN(NeuralSequenceEstimator):
         **NeuralSequenceEstimator.tags,
         "forecast": True,  # with decoder_covariates=False
     }
+    #: fast settings for the test suite (about a second a fit)
+    test_params: ClassVar[dict[str, Any]] = {
+        "hidden": 8,
+        "rep_dim": 4,
+        "training": {"max_epochs": 3, "progress": False},
+    }
     _label: ClassVar[str] = "CRN"
     _ramps_with_progress: ClassVar[bool] = True  # λ(p) of the reversed gradient
     _positive_ints: ClassVar[tuple[str, ...]] = ("hidden", "rep_dim", "n_ensemble")

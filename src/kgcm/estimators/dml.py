@@ -170,6 +170,8 @@ class LinearDML(_DMLBase):
     """
 
     name: ClassVar[str] = "linear-dml"
+    #: fast settings for the test suite
+    test_params: ClassVar[dict[str, Any]] = {"model": "linear"}
     tags: ClassVar[dict[str, bool]] = {
         "intervals": True,
         "needs_covariates": True,
@@ -257,6 +259,8 @@ class DynamicDML(_DMLBase):
     """
 
     name: ClassVar[str] = "dynamic-dml"
+    #: fast settings for the test suite
+    test_params: ClassVar[dict[str, Any]] = {"model": "linear"}
     tags: ClassVar[dict[str, bool]] = {
         "intervals": True,
         "needs_covariates": True,

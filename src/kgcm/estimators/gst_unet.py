@@ -419,6 +419,13 @@ class GSTUNet(MemberEnsemble, BaseEstimator):
     """
 
     name: ClassVar[str] = "gst-unet"
+    #: fast settings for the test suite (about a second a fit)
+    test_params: ClassVar[dict[str, Any]] = {
+        "context": 3,
+        "width": 4,
+        "n_bootstrap": 2,
+        "training": {"max_epochs": 2, "batch_size": 128, "progress": False},
+    }
     tags: ClassVar[dict[str, bool]] = {
         "intervals": True,
         "needs_covariates": False,

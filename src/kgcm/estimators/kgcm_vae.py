@@ -308,6 +308,15 @@ class KGCMVAE(NeuralSequenceEstimator):
     """
 
     name: ClassVar[str] = "kgcm-vae"
+    #: fast settings for the test suite (about a second a fit)
+    test_params: ClassVar[dict[str, Any]] = {
+        "hidden": 8,
+        "latent_dim": 4,
+        "treatment_embedding": 4,
+        "history": 3,
+        "n_draws": 8,
+        "training": {"max_epochs": 3, "progress": False},
+    }
     tags: ClassVar[dict[str, bool]] = {
         "intervals": True,
         "needs_covariates": True,

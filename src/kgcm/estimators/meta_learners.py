@@ -64,6 +64,8 @@ class SLearner(_MetaLearner):
     """
 
     name: ClassVar[str] = "s-learner"
+    #: fast settings for the test suite
+    test_params: ClassVar[dict[str, Any]] = {"n_estimators": 10}
     tags: ClassVar[dict[str, bool]] = {
         "intervals": False,
         "needs_covariates": False,
@@ -107,6 +109,8 @@ class TLearner(_MetaLearner):
     """
 
     name: ClassVar[str] = "t-learner"
+    #: fast settings for the test suite
+    test_params: ClassVar[dict[str, Any]] = {"n_estimators": 10}
     tags: ClassVar[dict[str, bool]] = {
         "intervals": False,
         "needs_covariates": True,

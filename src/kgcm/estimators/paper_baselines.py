@@ -153,6 +153,13 @@ class _PaperBaseline(NeuralSequenceEstimator):
         Median of the scaled training treatment (MMD groups, TS-TARNet's gate).
     """
 
+    #: fast settings for the test suite (about a second a fit), shared by the three
+    test_params: ClassVar[dict[str, Any]] = {
+        "hidden": 8,
+        "history": 3,
+        "treatment_embedding": 4,
+        "training": {"max_epochs": 3, "progress": False},
+    }
     _positive_ints: ClassVar[tuple[str, ...]] = (
         "hidden",
         "treatment_embedding",

@@ -197,6 +197,12 @@ class RMSN(NeuralSequenceEstimator):
         **NeuralSequenceEstimator.tags,
         "forecast": True,  # with decoder_covariates=False
     }
+    #: fast settings for the test suite (about a second a fit)
+    test_params: ClassVar[dict[str, Any]] = {
+        "hidden": 8,
+        "rep_dim": 4,
+        "training": {"max_epochs": 3, "progress": False},
+    }
     _label: ClassVar[str] = "RMSN"
     _positive_ints: ClassVar[tuple[str, ...]] = ("hidden", "rep_dim", "n_ensemble")
     _nonnegative: ClassVar[tuple[str, ...]] = ("dropout",)

@@ -194,6 +194,14 @@ class TARNet(NeuralStaticEstimator):
     """
 
     name: ClassVar[str] = "tarnet"
+    #: fast settings for the test suite (about a second a fit; CFRNet inherits them)
+    test_params: ClassVar[dict[str, Any]] = {
+        "rep_layers": 1,
+        "rep_units": 16,
+        "head_layers": 1,
+        "head_units": 8,
+        "training": {"max_epochs": 3, "progress": False},
+    }
     tags: ClassVar[dict[str, bool]] = {
         "intervals": False,
         "needs_covariates": True,

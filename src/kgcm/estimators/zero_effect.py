@@ -26,6 +26,8 @@ class ZeroEffect(BaseEstimator):
     """
 
     name: ClassVar[str] = "zero-effect"
+    #: fast settings for the test suite (it has none to set)
+    test_params: ClassVar[dict[str, Any]] = {}
     tags: ClassVar[dict[str, bool]] = {
         "intervals": True,
         "needs_covariates": False,

@@ -14,9 +14,11 @@ fit the estimator on its training units, and score on held-out units against exa
 
 Jobs run in parallel (joblib, one torch thread per worker), each result is written to its own
 JSON file as soon as it is done, and finished cells are not rerun: an interrupted benchmark
-continues where it stopped. At the end: ``results.csv`` (one row per run), ``table.md``
-(mean ± sd and n per dataset and estimator), ``paired.md`` (the reference estimator minus each
-other, per seed, with a t-interval across seeds) and ``pehe.png``.
+continues where it stopped; a stored cell is reused only when its settings and the code (kgcm
+version, git revision, uncommitted changes: :mod:`kgcm.provenance`) are the current ones. At the
+end: ``results.csv`` (one row per run, with its ``kgcm_version`` and ``code_revision``),
+``table.md`` (mean ± sd and n per dataset and estimator), ``paired.md`` (the reference
+estimator minus each other, per seed, with a t-interval across seeds) and ``pehe.png``.
 
 Datasets (``kind``):
 
@@ -63,8 +65,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from kgcm import provenance
 from kgcm._io import atomic_write_text, check_name
-from kgcm.config import dump_toml
+from kgcm.config import check_estimator_params, dump_toml
 from kgcm.errors import ConfigError, InputError, KgcmError, did_you_mean
 
 __all__ = [
@@ -114,6 +117,7 @@ class EstimatorSpec:
 
     def __post_init__(self) -> None:
         check_name(self.key, "estimator label")  # it becomes a folder under cells/
+        check_estimator_params(self.params, f"estimators.{self.key}.params")
         from kgcm.inference import Inference
 
         Inference.coerce(self.inference or None)
@@ -553,16 +557,26 @@ def _cell_path(out: Path, dataset: str, estimator: str, seed: int) -> Path:
     return out / "cells" / dataset / estimator / f"seed-{seed}.json"
 
 
-def cell_spec(dataset: DatasetSpec, estimator: EstimatorSpec, tau: int, alpha: float) -> str:
+def cell_spec(
+    dataset: DatasetSpec,
+    estimator: EstimatorSpec,
+    tau: int,
+    alpha: float,
+    code: dict[str, str] | None = None,
+) -> str:
     """Fingerprint of the settings a cell was run with (dataset and its params, estimator name
-    and params, ``tau``, ``alpha``). A stored cell counts as done only when its fingerprint
-    matches the current config, so editing a config reruns exactly the cells it changes."""
+    and params, ``tau``, ``alpha``) and of the code that ran it (``code``, default
+    :func:`kgcm.provenance.code_fingerprint`: kgcm version, git revision, uncommitted changes).
+    A stored cell counts as done only when its fingerprint matches the current config and code,
+    so editing a config reruns exactly the cells it changes, and a code change reruns them all.
+    """
     settings = {
         "dataset": asdict(dataset),
         "estimator": {"name": estimator.name, "params": estimator.params}
         | ({"inference": estimator.inference} if estimator.inference else {}),
         "tau": tau,
         "alpha": alpha,
+        "code": provenance.code_fingerprint() if code is None else code,
     }
     blob = json.dumps(settings, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -615,6 +629,7 @@ def _run_and_store(
     alpha: float,
     base_dir: Path | None,
     main_pid: int | None = None,
+    code: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     import torch
 
@@ -622,7 +637,10 @@ def _run_and_store(
         _exit_with(main_pid)
     torch.set_num_threads(1)  # one core per worker: n_jobs workers share the machine
     row = run_cell(dataset, estimator, seed, tau=tau, alpha=alpha, base_dir=base_dir)
-    row["spec"] = cell_spec(dataset, estimator, tau, alpha)
+    code = provenance.code_fingerprint() if code is None else code
+    row["kgcm_version"] = code["kgcm_version"]
+    row["code_revision"] = code["code_revision"]
+    row["spec"] = cell_spec(dataset, estimator, tau, alpha, code)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(row, default=float) + "\n")
     return row
@@ -737,6 +755,7 @@ def _run_grid(
     from joblib import Parallel, delayed
 
     atomic_write_text(out_dir / "config.toml", dump_toml(config))
+    code = provenance.code_fingerprint()  # once: the workers get it rather than ask git again
     cells = [(d, e, s) for d in config.datasets for e in config.estimators for s in config.seeds]
     # seed-major order: a run stopped part-way leaves every estimator with about the same n
     todo, stale = [], 0
@@ -744,7 +763,7 @@ def _run_grid(
         for d in config.datasets:
             for e in config.estimators:
                 path = _cell_path(out_dir, d.name, e.key, s)
-                if _stored_spec(path) != cell_spec(d, e, config.tau, config.alpha):
+                if _stored_spec(path) != cell_spec(d, e, config.tau, config.alpha, code):
                     todo.append((d, e, s))
                     stale += path.exists()
     log(
@@ -764,6 +783,7 @@ def _run_grid(
                 config.alpha,
                 base,
                 os.getpid(),
+                code,
             )
             for d, e, s in todo
         )
@@ -868,7 +888,17 @@ def _fmt(mean: float, sd: float, n: int) -> str:
 def _write_reports(results: pd.DataFrame, config: BenchmarkConfig, out: Path) -> None:
     from kgcm._io import atomic_path
 
-    cols = ["dataset", "estimator", "method", "seed", *METRICS, "fit_s", "status"]
+    cols = [
+        "dataset",
+        "estimator",
+        "method",
+        "seed",
+        *METRICS,
+        "fit_s",
+        "status",
+        "kgcm_version",
+        "code_revision",
+    ]
     with atomic_path(out / "results.csv") as tmp:
         results[[c for c in cols if c in results]].to_csv(tmp, index=False)
     summary = summarise(results)
@@ -972,6 +1002,7 @@ class AblateConfig:
                 f"unknown ablation factors {sorted(unknown)}; choose from mmd, "
                 f"adjacency, prior, decoder."
             )
+        check_estimator_params(self.params, "params")
 
 
 def ablation_estimators(config: AblateConfig) -> tuple[EstimatorSpec, ...]:

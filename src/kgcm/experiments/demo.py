@@ -19,7 +19,7 @@ import os
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,15 +28,52 @@ import xarray as xr
 
 from kgcm import __version__
 from kgcm._io import atomic_path, atomic_write_text, output_folder
-from kgcm.config import DemoConfig, dump_toml
+from kgcm.config import EstimatorConfig, dump_toml
+from kgcm.errors import ConfigError
 from kgcm.estimators import make_estimator
 from kgcm.metrics import score_effects
+from kgcm.provenance import code_revision
 from kgcm.sequences import SequenceSet, split_units, to_sequences
-from kgcm.synthetic.arctic import ArcticSimulation, Scenario, simulate_arctic
+from kgcm.synthetic.arctic import ArcticConfig, ArcticSimulation, simulate_arctic
+from kgcm.treatments import Scenario
 
-__all__ = ["DemoResult", "metrics_table", "run_demo"]
+__all__ = ["DemoConfig", "DemoResult", "metrics_table", "run_demo"]
 
 Log = Callable[[str], None]
+
+
+def _demo_estimator() -> EstimatorConfig:
+    # 40 epochs keep the demo within about 3 minutes on 2 CPU cores; the library default
+    # (early stopping, up to 200 epochs) trains longer for a slightly better fit.
+    return EstimatorConfig(name="kgcm-vae", params={"training": {"max_epochs": 40}})
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """The main job: simulate → sequences → fit → effects on held-out cells → outputs.
+
+    ``seed`` seeds the split and the estimator (a ``seed`` in ``estimator.params`` is refused);
+    ``arctic.seed`` seeds the simulated world.
+    """
+
+    seed: int = 0
+    arctic: ArcticConfig = field(default_factory=ArcticConfig)
+    window: int = 30
+    covariates: tuple[str, ...] = ("zos", "uo", "vo")
+    static: tuple[str, ...] = ("lat",)
+    calendar: bool = True
+    test_fraction: float = 0.25
+    scenario: Scenario = field(default_factory=Scenario)
+    estimator: EstimatorConfig = field(default_factory=_demo_estimator)
+    alpha: float = 0.05
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.window, int) or self.window < 2:
+            raise ConfigError(f"window must be an integer >= 2; got {self.window!r}.")
+        if not 0 < self.test_fraction < 1:
+            raise ConfigError(f"test_fraction must be in (0, 1); got {self.test_fraction!r}.")
+        if not 0 < self.alpha < 1:
+            raise ConfigError(f"alpha must be in (0, 1); got {self.alpha!r}.")
 
 
 @dataclass(frozen=True)
@@ -114,15 +151,14 @@ def _run_demo(
         seqs, test_fraction=config.test_fraction, seed=config.seed, by="cell"
     )
     train, test = seqs.subset(train_idx), seqs.subset(test_idx)
-    scenario = Scenario(kind=config.scenario.kind, value=config.scenario.value)  # type: ignore[arg-type]
+    scenario = config.scenario
     t1_all = scenario.apply(seqs.T)
     overlap = require_overlap(
         seqs.T, seqs.X, t1_all, allow_weak=allow_weak_overlap, log=log, seed=config.seed
     )
     lap("sequences")
 
-    params = {"seed": config.seed, **config.estimator.params}
-    est = make_estimator(config.estimator.name, **params)
+    est = make_estimator(config.estimator.name, seed=config.seed, **config.estimator.params)
     log(
         f"[3/5] fitting {config.estimator.name} on {train.n_units} sequences "
         f"({len(np.unique(train.cells, axis=0))} cells x {len(np.unique(train.starts))} windows)"
@@ -135,7 +171,7 @@ def _run_demo(
     est.fit(train.Y, train.T, X=train.X_xarray(), **fit_args)
     lap("fit")
 
-    log(f"[4/5] estimating effects of the scenario {scenario.describe()}")
+    log(f"[4/5] estimating effects of the scenario {scenario.describe('m/s')}")
     truth_all = sim.window_effects(t1_all, seqs.cells, seqs.starts, seqs.window)
     if est.gives_intervals():
         effect_all, lower_all, upper_all = est.effect_with_interval(
@@ -166,7 +202,7 @@ def _run_demo(
         "estimator": config.estimator.name,
         "seconds": seconds,
         "overlap": overlap,
-        "git_revision": _git_revision(),
+        "git_revision": code_revision(),
         "files": sorted(p.name for p in out.iterdir() if not p.name.startswith(".")),
     }
     atomic_write_text(out / "run.json", json.dumps(run_info, indent=2) + "\n")
@@ -225,8 +261,8 @@ def _write_outputs(
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     est.save(out / "model.kgcm")
 
-    scenario = Scenario(kind=config.scenario.kind, value=config.scenario.value)  # type: ignore[arg-type]
-    desc = f"effect on sea-ice thickness of {scenario.describe()} (window-level intervention)"
+    scenario = config.scenario
+    desc = f"effect on sea-ice thickness of {scenario.describe('m/s')} (window-level intervention)"
     heldout_units = np.zeros(seqs.n_units, dtype=bool)
     heldout_units[test_idx] = True
     heldout = np.zeros(seqs.template.shape[1:], dtype=bool)
@@ -244,7 +280,7 @@ def _write_outputs(
          {**m_attrs, "long_name": "estimated sea-ice thickness under the scenario"}),
         ("treatment", seqs.T, {"units": "m s-1", "long_name": "factual treatment"}),
         ("treatment_scenario", t1_all,
-         {"units": "m s-1", "long_name": f"scenario treatment: {scenario.describe()}"}),
+         {"units": "m s-1", "long_name": f"scenario treatment: {scenario.describe('m/s')}"}),
     ]  # fmt: skip
     variables = {
         name: seqs.to_grid(values, name, attrs)
@@ -291,7 +327,7 @@ def _write_outputs(
     plots.effect_timeseries(
         times, y, y + e, y + lo, y + hi, out / "effect_timeseries.png",
         true_counterfactual=y + truth_all[sel].ravel(),
-        title=f"SIT at held-out cell (y={cell[0]}, x={cell[1]}): {scenario.describe()}",
+        title=f"SIT at held-out cell (y={cell[0]}, x={cell[1]}): {scenario.describe('m/s')}",
         interval_label=f"{1 - config.alpha:.0%} interval",
     )  # fmt: skip
 
@@ -309,22 +345,6 @@ def _torch_version() -> str:
     import torch
 
     return str(torch.__version__)
-
-
-def _git_revision() -> str | None:
-    import subprocess
-
-    try:
-        rev = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            cwd=Path(__file__).resolve().parent,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return rev.stdout.strip() or None if rev.returncode == 0 else None
 
 
 def metrics_table(metrics: dict[str, dict[str, float]]) -> list[list[str]]:

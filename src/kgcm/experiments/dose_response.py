@@ -36,10 +36,10 @@ import pandas as pd
 import xarray as xr
 
 from kgcm._io import atomic_path, atomic_write_text
-from kgcm.config import ScenarioConfig
 from kgcm.errors import ConfigError, DataError
 from kgcm.experiments.effect_summary import SEASONS, seasonal_means
 from kgcm.sequences import SequenceSet
+from kgcm.treatments import Scenario
 
 __all__ = [
     "DEFAULT_STRENGTHS",
@@ -68,11 +68,10 @@ def parse_strengths(text: str) -> tuple[float, ...]:
     return values
 
 
-def scenario_at(base: ScenarioConfig, strength: float) -> ScenarioConfig:
+def scenario_at(base: Scenario, strength: float) -> Scenario:
     """The run's scenario at strength ``s``: ``T1 = s·T0`` for a ``scale`` scenario,
-    ``T1 = T0 + s·shift`` for a ``shift`` one."""
-    value = strength if base.kind == "scale" else strength * base.value
-    return ScenarioConfig(kind=base.kind, value=value, expected_sign=base.expected_sign)
+    ``T1 = T0 + s·shift`` for a ``shift`` one (:meth:`Scenario.at`)."""
+    return base.at(strength)
 
 
 def curve_points(
@@ -198,9 +197,7 @@ def run_dose_response(
     descriptions = []
     shift_sds = []
     for s in strengths:
-        scenario = ScenarioConfig(
-            kind=base.kind, value=s if base.kind == "scale" else s * base.value
-        )
+        scenario = base.at(s)
         t1, describe = scenario_path(seqs.T, scenario)
         descriptions.append(describe)
         shift_sds.append(shift_in_sd(seqs.T, t1, overlap["residual_sd"]))

@@ -30,11 +30,12 @@ import xarray as xr
 
 from kgcm._io import atomic_path, atomic_write_bytes, atomic_write_text, output_folder
 from kgcm.bounds import physical_bounds
-from kgcm.config import EstimatorConfig, ScenarioConfig, dump_toml, from_dict, read_mapping
+from kgcm.config import EstimatorConfig, dump_toml, from_dict, read_mapping
 from kgcm.errors import ConfigError, DataError, OutputError
 from kgcm.experiments.outcome import OutcomeDesign, design_outcome
 from kgcm.references import ReferenceScore
 from kgcm.sequences import SequenceSet, split_units, to_sequences
+from kgcm.treatments import Scenario
 
 __all__ = [
     "FitConfig",
@@ -110,7 +111,7 @@ class FitConfig:
     effect_burn_in: int | None = None
     reference_years: int = 10
     estimator: EstimatorConfig = field(default_factory=_library_defaults)
-    scenario: ScenarioConfig = field(default_factory=ScenarioConfig)
+    scenario: Scenario = field(default_factory=Scenario)
     alpha: float = 0.05
 
     def __post_init__(self) -> None:
@@ -504,11 +505,9 @@ def load_run(run_dir: str | os.PathLike[str], *, log: Log = print) -> LoadedRun:
     return LoadedRun(run_dir=run, config=config, estimator=est, prep=prep)
 
 
-def scenario_path(t0: np.ndarray, scenario: ScenarioConfig) -> tuple[np.ndarray, str]:
+def scenario_path(t0: np.ndarray, scenario: Scenario) -> tuple[np.ndarray, str]:
     """``T1`` of a scenario (same shape as ``t0``) and its description."""
-    if scenario.kind == "scale":
-        return t0 * scenario.value, f"T1 = {scenario.value:g} x T0"
-    return t0 + scenario.value, f"T1 = T0 + {scenario.value:g}"
+    return scenario.apply(t0), scenario.describe()
 
 
 def scenario_effects(
@@ -538,7 +537,7 @@ def scenario_effects(
 def run_effect(
     run_dir: str | os.PathLike[str],
     *,
-    scenario: ScenarioConfig | None = None,
+    scenario: Scenario | None = None,
     units: str = "all",
     out: str | os.PathLike[str] | None = None,
     alpha: float | None = None,
@@ -671,7 +670,7 @@ def _effect_elsewhere(out_path: Path, run_in: Callable[[Path], dict[str, Any]]) 
 def _run_effect(
     run_dir: str | os.PathLike[str],
     *,
-    scenario: ScenarioConfig | None,
+    scenario: Scenario | None,
     units: str,
     out: Path,
     alpha: float | None,
@@ -742,7 +741,7 @@ def _combine(
 def _effect_summary(
     ds: xr.Dataset,
     config: FitConfig,
-    scenario: ScenarioConfig,
+    scenario: Scenario,
     describe: str,
     units: str,
     n_units: int,

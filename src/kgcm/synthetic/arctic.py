@@ -76,9 +76,8 @@ tenths of metres, currents a few cm/s), not fitted to any product.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -87,7 +86,7 @@ from scipy import ndimage, signal
 
 from kgcm.errors import ConfigError, InputError, did_you_mean
 from kgcm.synthetic._cf import grid_coords
-from kgcm.treatments import VelocityModulation, speed, velocity_modulation
+from kgcm.treatments import Scenario, VelocityModulation, speed, velocity_modulation
 
 __all__ = ["ArcticConfig", "ArcticSimulation", "PlanOutcomes", "Scenario", "simulate_arctic"]
 
@@ -204,48 +203,6 @@ class ArcticConfig:
     def feedback(self) -> bool:
         """Whether any feedback knob is on."""
         return bool(self.ocean_feedback or self.ice_feedback)
-
-
-@dataclass(frozen=True)
-class Scenario:
-    """A counterfactual treatment path ``T1`` as a function of the factual ``T0``.
-
-    ``kind`` is ``"scale"`` (``T1 = value · T0``), ``"shift"`` (``T1 = T0 + value``, m/s) or
-    ``"function"`` (``T1 = func(T0)``, vectorised over any shape).
-    """
-
-    kind: Literal["scale", "shift", "function"] = "scale"
-    value: float = 1.5
-    func: Callable[[np.ndarray], np.ndarray] | None = None
-
-    def __post_init__(self) -> None:
-        if self.kind not in ("scale", "shift", "function"):
-            raise ConfigError(
-                f"scenario kind must be 'scale', 'shift' or 'function'; got {self.kind!r}."
-            )
-        if self.kind == "function" and self.func is None:
-            raise ConfigError("scenario kind 'function' needs func=callable(T0) -> T1.")
-
-    def apply(self, t0: np.ndarray) -> np.ndarray:
-        if self.kind == "scale":
-            return self.value * t0
-        if self.kind == "shift":
-            return t0 + self.value
-        assert self.func is not None
-        t1 = np.asarray(self.func(t0), dtype=np.float64)
-        if t1.shape != np.shape(t0):
-            raise InputError(
-                f"scenario function returned shape {t1.shape}; expected the shape of T0 "
-                f"{np.shape(t0)}."
-            )
-        return t1
-
-    def describe(self) -> str:
-        if self.kind == "scale":
-            return f"T1 = {self.value:g} x T0"
-        if self.kind == "shift":
-            return f"T1 = T0 + {self.value:g} m/s"
-        return f"T1 = {getattr(self.func, '__name__', 'f')}(T0)"
 
 
 @dataclass(frozen=True)

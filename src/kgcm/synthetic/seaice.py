@@ -63,7 +63,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -72,7 +72,12 @@ from scipy import ndimage, signal
 
 from kgcm.errors import ConfigError, InputError, KgcmError, did_you_mean
 from kgcm.synthetic._cf import grid_coords
-from kgcm.treatments import VelocityModulation, speed, velocity_modulation
+from kgcm.treatments import (
+    OceanForcing,
+    OceanScenario,
+    VelocityModulation,
+    velocity_modulation,
+)
 
 __all__ = [
     "OceanForcing",
@@ -315,104 +320,6 @@ class SeaIceConfig:
 
 # --------------------------------------------------------------------------------------------
 # Ocean forcing and scenarios
-
-
-@dataclass(frozen=True)
-class OceanForcing:
-    """The prescribed ocean, daily, in the model's layout (day, x, y), interior cells.
-
-    Attributes
-    ----------
-    ssh : ndarray (days, nx, ny), m, cell centres
-    u : ndarray (days, nx, ny), m/s, west faces (eastward)
-    v : ndarray (days, nx, ny), m/s, south faces (northward)
-    """
-
-    ssh: np.ndarray
-    u: np.ndarray
-    v: np.ndarray
-
-    def centre_speed(self) -> np.ndarray:
-        """Speed at cell centres (faces averaged), (days, nx, ny)."""
-        uc = 0.5 * (self.u + np.roll(self.u, -1, axis=1))
-        vc = 0.5 * (self.v + np.roll(self.v, -1, axis=2))
-        return speed(uc, vc)
-
-
-@dataclass(frozen=True)
-class OceanScenario:
-    """A counterfactual ocean: how the forcing changes (from a window's first day on).
-
-    ``kind``:
-
-    - ``"scale_currents"``: currents × ``value``, SSH unchanged. **Breaks geostrophic
-      balance**: the tilt term still sees the factual SSH while the drag sees scaled currents.
-    - ``"shift_ssh"``: SSH + ``value`` m × a Gaussian dome of radius ``radius_km`` in the
-      middle of the domain, currents unchanged. **Breaks geostrophic balance** (only the tilt
-      term sees the dome). A uniform shift (``radius_km = 0``) changes no gradient and so
-      nothing in the physics.
-    - ``"balanced"``: the dynamic SSH (all but its mean over the run) × ``value`` and the
-      currents recomputed geostrophically from it, i.e. currents × ``value`` too: balance kept.
-    - ``"function"``: ``func(forcing) -> forcing`` (an :class:`OceanForcing` of the same
-      shapes); the user owns its balance.
-
-    ``value = 1`` (scale/balanced) or ``0`` (shift) is the identity.
-    """
-
-    kind: Literal["scale_currents", "shift_ssh", "balanced", "function"] = "scale_currents"
-    value: float = 1.5
-    radius_km: float = 150.0
-    func: Callable[[OceanForcing], OceanForcing] | None = None
-    name: str = ""
-
-    def __post_init__(self) -> None:
-        kinds = ("scale_currents", "shift_ssh", "balanced", "function")
-        if self.kind not in kinds:
-            raise ConfigError(
-                f"ocean scenario kind must be one of {kinds}; got {self.kind!r}."
-                f"{did_you_mean(str(self.kind), kinds)}"
-            )
-        if self.kind == "function" and self.func is None:
-            raise ConfigError("ocean scenario kind 'function' needs func=callable(forcing).")
-        if self.kind == "function" and not self.name:
-            raise ConfigError(
-                "ocean scenario kind 'function' needs a name= (it keys the cached result)."
-            )
-
-    @property
-    def key(self) -> str:
-        if self.kind == "function":
-            return f"function-{self.name}"
-        if self.kind == "shift_ssh":
-            return f"shift_ssh-{self.value:g}-{self.radius_km:g}"
-        return f"{self.kind}-{self.value:g}"
-
-    def apply(self, forcing: OceanForcing, world: _World) -> OceanForcing:
-        """The scenario's forcing (same shapes)."""
-        if self.kind == "scale_currents":
-            return replace(forcing, u=self.value * forcing.u, v=self.value * forcing.v)
-        if self.kind == "shift_ssh":
-            if self.radius_km <= 0:
-                bump = np.ones(forcing.ssh.shape[1:])
-            else:
-                r2 = world.dist2_from_centre_km2()
-                bump = np.exp(-0.5 * r2 / self.radius_km**2)
-            return replace(forcing, ssh=forcing.ssh + self.value * bump[None])
-        if self.kind == "balanced":
-            # written as a change of the factual SSH so that value = 1 is bitwise the identity
-            ssh = forcing.ssh + (self.value - 1.0) * (forcing.ssh - world.ssh_mean[None])
-            u, v = world.geostrophic(ssh)
-            return OceanForcing(ssh=ssh, u=u, v=v)
-        assert self.func is not None
-        out = self.func(forcing)
-        for name in ("ssh", "u", "v"):
-            got = np.shape(getattr(out, name, None))
-            if got != forcing.ssh.shape:
-                raise InputError(
-                    f"scenario function {self.name!r} returned {name} of shape {got}; expected "
-                    f"{forcing.ssh.shape} (days, nx, ny)."
-                )
-        return out
 
 
 IDENTITY = OceanScenario("scale_currents", 1.0)
