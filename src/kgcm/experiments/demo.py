@@ -71,6 +71,9 @@ def run_demo(
             log=lambda m: log(m.replace(str(staging), str(target))),
             allow_weak_overlap=allow_weak_overlap,
         )
+    from kgcm.experiments.report import write_report
+
+    write_report(target, log=log)  # report.html/.md beside the sealed outputs (kgcm report)
     return DemoResult(metrics=result.metrics, out_dir=target, seconds=result.seconds)
 
 
