@@ -71,9 +71,6 @@ def run_demo(
             log=lambda m: log(m.replace(str(staging), str(target))),
             allow_weak_overlap=allow_weak_overlap,
         )
-    from kgcm.experiments.report import write_report
-
-    write_report(target, log=log)  # report.html/.md beside the sealed outputs (kgcm report)
     return DemoResult(metrics=result.metrics, out_dir=target, seconds=result.seconds)
 
 
@@ -173,6 +170,9 @@ def _run_demo(
         "files": sorted(p.name for p in out.iterdir() if not p.name.startswith(".")),
     }
     atomic_write_text(out / "run.json", json.dumps(run_info, indent=2) + "\n")
+    from kgcm.experiments.report import write_report
+
+    write_report(out, log=log)  # inside the transaction: the manifest covers the report too
     return DemoResult(metrics=metrics, out_dir=out, seconds=seconds)
 
 

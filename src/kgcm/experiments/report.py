@@ -136,15 +136,21 @@ def _kind(run: Path) -> str:
 
 def _files_table(run: Path, log: Log) -> Table:
     """Every file of the run folder with its size and the SHA-256 the run recorded."""
-    marker = read_marker(run) or {}
-    recorded = marker.get("files") or {}
+    from kgcm._io import file_hash
+
+    marker = read_marker(run)
+    recorded = (marker or {}).get("files") or {}
     rows = []
     for p in sorted(run.iterdir()):
         if p.name.startswith(".") or not p.is_file() or p.name in (MARKER, *_OUTPUTS):
             continue
         entry = recorded.get(p.name)
         size = p.stat().st_size
-        if entry is None:
+        if marker is None:
+            # a folder being written (kgcm demo's report is part of its own transaction): the
+            # manifest written next records these same hashes
+            digest = file_hash(p)
+        elif entry is None:
             digest = "not recorded (written after the run's manifest)"
         elif entry.get("size") != size:
             digest = f"{entry['sha256']} (recorded; the file's size has changed since)"
@@ -152,7 +158,7 @@ def _files_table(run: Path, log: Log) -> Table:
             digest = str(entry["sha256"])
         rows.append((p.name, _size(size), digest))
     log(f"listed {len(rows)} files of {run}")
-    return Table(("file", "size", "SHA-256 (from manifest.json)"), tuple(rows))
+    return Table(("file", "size", "SHA-256 (as manifest.json records it)"), tuple(rows))
 
 
 def _store_blocks(data: Path) -> list[Block]:
@@ -695,6 +701,15 @@ def _demo_report(run: Path, report: Report, log: Log) -> None:
         blocks.append(Missing("the estimator gives no intervals: no coverage to report."))
 
 
+def _final_path(run: Path) -> Path:
+    """The folder a staging folder of :func:`kgcm._io.output_folder` becomes (``.NAME.<id>.partial``
+    → ``NAME``): ``kgcm demo`` writes its report inside its own transaction."""
+    import re
+
+    match = re.fullmatch(r"\.(.+)\.[0-9a-f]{12}\.partial", run.name)
+    return run.parent / match.group(1) if match else run
+
+
 def build_report(run_dir: str | os.PathLike[str], *, log: Log = print) -> Report:
     """The report's content for a ``kgcm fit`` run or a ``kgcm demo`` folder."""
     from kgcm import __version__
@@ -706,9 +721,10 @@ def build_report(run_dir: str | os.PathLike[str], *, log: Log = print) -> Report
         raise DataError(f"{run} has no config.toml: not a kgcm run folder (kgcm fit or demo).")
     kind = _kind(run)
     what = "kgcm fit run" if kind == "fit" else "kgcm demo"
+    shown = _final_path(run.resolve())
     report = Report(
-        title=f"kgcm report: {run.resolve().name}",
-        subtitle=f"{what} in {run.resolve()}; report by kgcm {__version__}",
+        title=f"kgcm report: {shown.name}",
+        subtitle=f"{what} in {shown}; report by kgcm {__version__}",
     )
     (_fit_report if kind == "fit" else _demo_report)(run, report, log)
     return report
