@@ -261,6 +261,12 @@ def _polar_axes_decor(ax, x: np.ndarray, y: np.ndarray, *, regions: bool) -> Non
     ax.set_ylim(*ylim)
 
 
+def _corners(centres: np.ndarray) -> np.ndarray:
+    """Cell corners (ny + 1, nx + 1) of a grid of cell centres (ny, nx)."""
+    ext = np.pad(centres, 1, mode="reflect", reflect_type="odd")
+    return (ext[:-1, :-1] + ext[1:, :-1] + ext[:-1, 1:] + ext[1:, 1:]) / 4.0
+
+
 def seasonal_maps(
     maps: xr.Dataset,
     path: str | os.PathLike[str],
@@ -290,6 +296,9 @@ def seasonal_maps(
         x, y = project(maps["lon"].values, maps["lat"].values)
     else:
         y, x = np.meshgrid(np.arange(maps.sizes["y"]), np.arange(maps.sizes["x"]), indexing="ij")
+    # explicit cell corners (midpoints, extrapolated linearly at the edges): projected centres
+    # of a curvilinear grid need not be monotonic along an axis
+    x, y = _corners(np.asarray(x, dtype=np.float64)), _corners(np.asarray(y, dtype=np.float64))
     land = maps["land"].values.astype(bool) if "land" in maps else None
     fig = Figure(figsize=(13.0, 3.6 * len(rows)), layout="constrained")
     for r, (label, data, cmap, centred) in enumerate(rows):
@@ -307,9 +316,9 @@ def seasonal_maps(
             axes.append(ax)
             if land is not None and land.any():
                 ax.pcolormesh(x, y, np.where(land, 1.0, np.nan), cmap="Greys", vmin=0.0,
-                              vmax=2.5, shading="nearest")  # fmt: skip
+                              vmax=2.5, shading="flat")  # fmt: skip
             mesh = ax.pcolormesh(x, y, values[k], cmap=cmap, vmin=vmin, vmax=vmax,
-                                 shading="nearest")  # fmt: skip
+                                 shading="flat")  # fmt: skip
             if polar:
                 _polar_axes_decor(ax, x, y, regions="cell_region" in maps)
             empty = "" if np.isfinite(values[k]).any() else " (no estimate)"
