@@ -27,8 +27,13 @@ def test_demo_tiny_writes_every_output(tmp_path) -> None:
     assert result.exit_code == 0, result.output
     assert "PEHE" in result.output and "zero-effect" in result.output
     expected = {"effects.nc", "effect_map.png", "effect_timeseries.png", "metrics.json",
-                "config.toml", "model.kgcm", "run.json"}  # fmt: skip
+                "config.toml", "model.kgcm", "run.json", "report.html", "report.md"}  # fmt: skip
     assert expected <= {p.name for p in out.iterdir()}
+    # the report is part of the demo's transaction: its manifest covers it
+    from kgcm._io import verify_folder
+
+    assert "report.html" in verify_folder(out, "demo")["files"]
+    assert f"kgcm report: {out.name}" in (out / "report.html").read_text()
     assert not [p for p in out.iterdir() if p.name.startswith(".")], "temporary files left"
 
     metrics = json.loads((out / "metrics.json").read_text())

@@ -366,6 +366,24 @@ def refute(
 
 
 @app.command()
+def report(
+    run: Annotated[Path, typer.Argument(help="Run folder written by kgcm fit or kgcm demo.")],
+) -> None:
+    """One self-contained offline HTML report of a run folder (figures embedded) and its
+    Markdown twin: provenance, treatment, estimand, config, overlap, metrics, effects, maps,
+    dose-response, refutations and interval calibration; report.html and report.md in RUN."""
+    from kgcm.experiments.report import write_report
+
+    def work(log):  # type: ignore[no-untyped-def]
+        return write_report(run, log=log)
+
+    written = _run_logged(work)
+    if written is not None:
+        for path in written:
+            stdout.print(f"wrote {escape(str(path))}", soft_wrap=True)
+
+
+@app.command()
 def benchmark(
     config: Annotated[Path, typer.Option("--config", "-c", help="Benchmark config (TOML/YAML).")],
     set_: SetOpt = None,

@@ -21,6 +21,7 @@ __all__ = [
     "effect_map",
     "effect_timeseries",
     "reference_fit",
+    "region_effects",
     "seasonal_effects",
     "seasonal_maps",
 ]
@@ -235,31 +236,138 @@ def seasonal_effects(
     return _save(fig, path)
 
 
+def _polar_axes_decor(ax, x: np.ndarray, y: np.ndarray, *, regions: bool) -> None:  # type: ignore[no-untyped-def]
+    """Graticule (every 10° of latitude from 60°N, every 45° of longitude) and, with
+    ``regions``, the outlines of the seas, on axes in :data:`kgcm.regions.MAP_CRS` metres."""
+    from kgcm.regions import load_regions, project
+
+    pad = 0.06 * max(np.nanmax(x) - np.nanmin(x), np.nanmax(y) - np.nanmin(y), 1.0)
+    xlim = (np.nanmin(x) - pad, np.nanmax(x) + pad)
+    ylim = (np.nanmin(y) - pad, np.nanmax(y) + pad)
+    lons = np.linspace(-180.0, 180.0, 361)
+    for lat in (60.0, 70.0, 80.0):
+        ax.plot(*project(lons, np.full_like(lons, lat)), color="0.55", lw=0.4, ls=":")
+    lats = np.linspace(60.0, 90.0, 31)
+    for lon in np.arange(-180.0, 180.0, 45.0):
+        ax.plot(*project(np.full_like(lats, lon), lats), color="0.55", lw=0.4, ls=":")
+    if regions:
+        for region in load_regions():
+            ax.plot(region.x, region.y, color="k", lw=0.7)
+            cx, cy = float(np.mean(region.x)), float(np.mean(region.y))
+            if xlim[0] < cx < xlim[1] and ylim[0] < cy < ylim[1]:
+                ax.text(cx, cy, region.name, fontsize=6, ha="center", va="center",
+                        color="k", alpha=0.8)  # fmt: skip
+    ax.set_xlim(*xlim)
+    ax.set_ylim(*ylim)
+
+
+def _corners(centres: np.ndarray) -> np.ndarray:
+    """Cell corners (ny + 1, nx + 1) of a grid of cell centres (ny, nx)."""
+    ext = np.pad(centres, 1, mode="reflect", reflect_type="odd")
+    return (ext[:-1, :-1] + ext[1:, :-1] + ext[:-1, 1:] + ext[1:, 1:]) / 4.0
+
+
 def seasonal_maps(
-    effect: xr.DataArray,
+    maps: xr.Dataset,
     path: str | os.PathLike[str],
     *,
     units: str = "",
     title: str = "seasonal mean effect",
 ) -> Path:
-    """Per-cell mean effect over DJF, MAM, JJA and SON on (y, x)."""
-    from kgcm.experiments.effect_summary import SEASONS, season_of
+    """Per-cell mean effect over DJF, MAM, JJA and SON (top row) and, when the maps have
+    interval ends, the mean interval width (bottom row).
 
-    season = season_of(effect["time"].values)
-    fields = [effect.isel(time=np.flatnonzero(season == k)).mean("time") for k in range(4)]
-    finite = np.concatenate([np.ravel(f.values) for f in fields])
-    finite = finite[np.isfinite(finite)]
-    lim = float(np.abs(finite).max()) if finite.size else 1.0
-    fig = Figure(figsize=(13.0, 3.6), layout="constrained")
-    for k, (name, field) in enumerate(zip(SEASONS, fields, strict=True)):
-        ax = fig.add_subplot(1, 4, k + 1)
-        mesh = ax.pcolormesh(field.values, cmap="RdBu_r", vmin=-lim, vmax=lim, shading="auto")
-        ax.set_title(name)
-        ax.set_aspect("equal")
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.colorbar(mesh, ax=fig.axes, shrink=0.8, label=_label("effect", units))
-    fig.suptitle(title)
+    ``maps``: :func:`kgcm.experiments.effect_maps.seasonal_region_maps` of a grid. With 2-D
+    ``lat``/``lon`` the maps are drawn in the north polar stereographic projection
+    (:data:`kgcm.regions.MAP_CRS`, computed by pyproj) with a graticule, the outlines of the seas
+    when the maps have ``cell_region``, and land (``land``: cells the product never has a value for)
+    in grey; without ``lat``/``lon`` they are drawn in grid cells.
+    """
+    from kgcm.experiments.effect_summary import SEASONS
+
+    rows = [("mean effect", maps["effect_mean"], "RdBu_r", True)]
+    if "effect_lower_mean" in maps:
+        width = maps["effect_upper_mean"] - maps["effect_lower_mean"]
+        rows.append(("mean interval width", width, "viridis", False))
+    polar = "lat" in maps.coords and maps["lat"].ndim == 2
+    if polar:
+        from kgcm.regions import project
+
+        x, y = project(maps["lon"].values, maps["lat"].values)
+    else:
+        y, x = np.meshgrid(np.arange(maps.sizes["y"]), np.arange(maps.sizes["x"]), indexing="ij")
+    # explicit cell corners (midpoints, extrapolated linearly at the edges): projected centres
+    # of a curvilinear grid need not be monotonic along an axis
+    x, y = _corners(np.asarray(x, dtype=np.float64)), _corners(np.asarray(y, dtype=np.float64))
+    land = maps["land"].values.astype(bool) if "land" in maps else None
+    fig = Figure(figsize=(13.0, 3.6 * len(rows)), layout="constrained")
+    for r, (label, data, cmap, centred) in enumerate(rows):
+        values = data.values
+        finite = values[np.isfinite(values)]
+        if centred:
+            lim = float(np.abs(finite).max()) if finite.size else 1.0
+            vmin, vmax = -(lim or 1.0), lim or 1.0
+        else:
+            vmin = float(finite.min()) if finite.size else 0.0
+            vmax = float(finite.max()) if finite.size else 1.0
+        axes = []
+        for k, name in enumerate(SEASONS):
+            ax = fig.add_subplot(len(rows), 4, r * 4 + k + 1)
+            axes.append(ax)
+            if land is not None and land.any():
+                ax.pcolormesh(x, y, np.where(land, 1.0, np.nan), cmap="Greys", vmin=0.0,
+                              vmax=2.5, shading="flat")  # fmt: skip
+            mesh = ax.pcolormesh(x, y, values[k], cmap=cmap, vmin=vmin, vmax=vmax,
+                                 shading="flat")  # fmt: skip
+            if polar:
+                _polar_axes_decor(ax, x, y, regions="cell_region" in maps)
+            empty = "" if np.isfinite(values[k]).any() else " (no estimate)"
+            ax.set_title(f"{name}: {label}{empty}", fontsize=9)
+            ax.set_aspect("equal")
+            ax.set_xticks([])
+            ax.set_yticks([])
+        fig.colorbar(mesh, ax=axes, shrink=0.8, label=_label(label, units))
+    where = "north polar stereographic (EPSG:3413)" if polar else "grid cells (no lat/lon)"
+    grey = "; grey: land / no data in the product" if land is not None and land.any() else ""
+    fig.suptitle(f"{title}\n{where}{grey}", fontsize=10)
+    return _save(fig, path)
+
+
+def region_effects(
+    maps: xr.Dataset,
+    path: str | os.PathLike[str],
+    *,
+    units: str = "",
+    title: str = "mean effect by sea and season",
+) -> Path:
+    """The season × sea table: per sea with estimates, each season's mean effect with the mean
+    interval ends as bars."""
+    from kgcm.experiments.effect_summary import SEASONS
+
+    cells = maps["region_n_cells"].values
+    names = [str(r) for r, n in zip(maps["region"].values, cells, strict=True) if n > 0]
+    fig = Figure(figsize=(max(5.0, 1.4 * len(names) + 2.0), 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    ax.axhline(0.0, color="0.6", lw=0.8)
+    colours = ["tab:blue", "tab:green", "tab:red", "tab:orange"]
+    for k, season in enumerate(SEASONS):
+        pos = np.arange(len(names)) + (k - 1.5) * 0.18
+        mean = maps["region_effect"].sel(season=season, region=names).values
+        if "region_lower" in maps:
+            lo = maps["region_lower"].sel(season=season, region=names).values
+            hi = maps["region_upper"].sel(season=season, region=names).values
+            ax.errorbar(pos, mean, yerr=[mean - lo, hi - mean], fmt="o", color=colours[k],
+                        capsize=3, label=season)  # fmt: skip
+        else:
+            ax.plot(pos, mean, "o", color=colours[k], label=season)
+    ax.set_xticks(
+        range(len(names)),
+        [f"{n}\n({int(c)} cells)" for n, c in zip(names, cells[cells > 0], strict=True)],
+        fontsize=8,
+    )
+    ax.set_ylabel(_label("mean effect", units))
+    ax.legend(fontsize=8, ncols=4)
+    ax.set_title(f"{title}\n(bars: mean of the daily interval ends)", fontsize=10)
     return _save(fig, path)
 
 

@@ -206,6 +206,9 @@ def _run_demo(
         "files": sorted(p.name for p in out.iterdir() if not p.name.startswith(".")),
     }
     atomic_write_text(out / "run.json", json.dumps(run_info, indent=2) + "\n")
+    from kgcm.experiments.report import write_report
+
+    write_report(out, log=log)  # inside the transaction: the manifest covers the report too
     return DemoResult(metrics=metrics, out_dir=out, seconds=seconds)
 
 

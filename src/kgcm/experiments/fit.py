@@ -605,11 +605,17 @@ def run_effect(
 EFFECT_FIGURES = ("map", "seasons_map", "climatology", "seasons", "year", "timeseries")
 
 
+#: the tables ``kgcm effect`` writes beside ``effects.nc`` (``effects_<name>``):
+#: seasonal and regional maps (:mod:`kgcm.experiments.effect_maps`)
+EFFECT_TABLES = ("maps.nc", "regions.csv", "regions.png")
+
+
 def _effect_group(path: Path) -> list[Path]:
     """The files one effect run writes for ``path`` (the summary last)."""
     return [
         path,
         *(path.with_name(f"{path.stem}_{figure}.png") for figure in EFFECT_FIGURES),
+        *(path.with_name(f"{path.stem}_{name}") for name in EFFECT_TABLES),
         path.with_suffix(".json"),
     ]
 
@@ -709,6 +715,16 @@ def _run_effect(
         ds.to_netcdf(tmp)
     summary = _effect_summary(ds, config, scenario, describe, units, seqs.n_units, out_path, alpha)
     summary["overlap"] = overlap
+    from kgcm.experiments.effect_maps import write_effect_maps
+
+    maps = write_effect_maps(
+        ds,
+        out_path,
+        outcome=config.outcome,
+        log=log,
+        title=f"seasonal mean effect on {config.outcome} ({describe})",
+    )
+    summary["regions"] = maps.attrs["regions"]
     atomic_write_text(out_path.with_suffix(".json"), json.dumps(summary, indent=2) + "\n")
     _figures(ds, out_path, config, summary, year)
     _log_effect(log, summary, config.outcome, prep.units)
@@ -920,8 +936,6 @@ def _figures(
         plots.effect_map(
             ds["effect"], None, f"{stem}_map.png", title=f"mean effect on {outcome}", units=units
         )
-        plots.seasonal_maps(ds["effect"], f"{stem}_seasons_map.png", units=units, title=(
-            f"seasonal mean effect on {outcome} ({summary['scenario']})"))  # fmt: skip
     area = ds.mean(space) if space else ds
     if not np.isfinite(area["effect"].values).any():
         return
