@@ -77,7 +77,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from kgcm.errors import InputError
+from kgcm.errors import ConfigError, InputError
 from kgcm.estimators._recurrent import NeuralSequenceEstimator, group_mmd, mlp
 from kgcm.estimators.adjacency import AdjacencySpec, build_adjacency
 from kgcm.estimators.base import ValidatedData
@@ -277,6 +277,12 @@ class KGCMVAE(NeuralSequenceEstimator):
         the balancing term, whichever ``balancing`` is.
     kl_warmup, mmd_warmup : int
         Epochs of linear warm-up of the KL and balancing weights.
+    counterfactual_state : {"held", "propagated"}
+        How the latent state answers a counterfactual path: held at its factual posterior draws
+        (abduction, then action on the outcome head only), or re-propagated through the
+        transition prior under the counterfactual treatment with the factual path's abducted
+        transition noise (the prior says the treatment moves z; this follows it). Needs
+        ``prior="transition"``.
     balancing : {"mmd", "hsic"}
         The balancing term: MMD² between the posterior means of steps with the treatment above
         and below its median (the paper's), or HSIC between the posterior means and the
@@ -343,6 +349,7 @@ class KGCMVAE(NeuralSequenceEstimator):
         "prior": _PRIOR,
         "encoder": _ENCODER,
         "balancing": _BALANCING,
+        "counterfactual_state": ("held", "propagated"),
     }
     _label: ClassVar[str] = "KGCM-VAE"
 
@@ -370,6 +377,7 @@ class KGCMVAE(NeuralSequenceEstimator):
         kl_warmup: int = 10,
         mmd_warmup: int = 10,
         balancing: str = "mmd",
+        counterfactual_state: str = "held",
         n_draws: int = 30,
         n_ensemble: int = 1,
         training: TrainingConfig | Mapping[str, Any] | None = None,
@@ -395,6 +403,7 @@ class KGCMVAE(NeuralSequenceEstimator):
         self.kl_warmup = kl_warmup
         self.mmd_warmup = mmd_warmup
         self.balancing = balancing
+        self.counterfactual_state = counterfactual_state
         self.n_draws = n_draws
         self.n_ensemble = n_ensemble
         self.training = training
@@ -402,6 +411,12 @@ class KGCMVAE(NeuralSequenceEstimator):
     # ---- fit: the shared loop of the neural estimators (NeuralSequenceEstimator) -------------
     def _fit(self, data: ValidatedData) -> None:
         training = self._check_params()
+        if self.counterfactual_state == "propagated" and self.prior != "transition":
+            raise ConfigError(
+                "counterfactual_state='propagated' re-propagates z through the transition "
+                f"prior, but prior={self.prior!r} has none; use prior='transition' or "
+                "counterfactual_state='held'."
+            )
         p = data.X.shape[2]
         self.block_ = max(1, -(-self.latent_dim // p)) if (self.decoder and p) else 0
         self.latent_dim_ = self.block_ * p if self.block_ else self.latent_dim
@@ -527,14 +542,19 @@ class KGCMVAE(NeuralSequenceEstimator):
             # abduction uses the factual path T0 (only read when encoder_treatment is on)
             mu, logvar = net.posterior(x[sl], t0[sl])
             assert t1 is not None
+            propagate = self.counterfactual_state == "propagated"
             if draws == 0:
-                out.append(net.outcome_mean(mu, net.treatment_features(t1[sl])).numpy())
+                z1 = _propagate(net, mu[None], t0[sl], t1[sl])[0] if propagate else mu
+                out.append(net.outcome_mean(z1, net.treatment_features(t1[sl])).numpy())
                 continue
             eps = torch.randn((draws, *mu.shape), generator=gen)
             z = mu + eps * (0.5 * logvar).exp()
-            y0, y1 = net.outcome_paths(
-                z, [net.treatment_features(t0[sl]), net.treatment_features(t1[sl])]
-            )
+            tf0, tf1 = net.treatment_features(t0[sl]), net.treatment_features(t1[sl])
+            if propagate:
+                y0 = net.outcome_mean(z, tf0)
+                y1 = net.outcome_mean(_propagate(net, z, t0[sl], t1[sl]), tf1)
+            else:
+                y0, y1 = net.outcome_paths(z, [tf0, tf1])
             out.append((y1 - y0).numpy())
         return np.concatenate(out, axis=1 if draws else 0).astype(np.float64)
 
@@ -655,3 +675,27 @@ def _history_hsic(
         pick = torch.randperm(z.shape[0], device=z.device)[:max_rows]
         z, treat = z[pick], treat[pick]
     return hsic_rbf(z, treat)
+
+
+def _propagate(net: KGCMNet, z0: torch.Tensor, t0: torch.Tensor, t1: torch.Tensor) -> torch.Tensor:
+    """The latent path under ``t1`` that shares the transition noise of the factual path.
+
+    ``z0 (draws, n, s, d)`` is a factual path (posterior draws) under ``t0 (n, s)``. The
+    transition noise is abducted, eps_t = (z0_t - mu(z0_{t-1}, v0_t)) / sigma(z0_{t-1}, v0_t),
+    and the path re-propagated under ``t1``: z1_t = mu(z1_{t-1}, v1_t) + sigma(z1_{t-1}, v1_t)
+    eps_t, with z1_0 = z0_0. Under t1 = t0 it returns z0. Sequential in the steps (a
+    recursion), vectorised over draws and units.
+    """
+    assert net.transition is not None
+    draws, steps = z0.shape[0], z0.shape[2]
+    z1 = z0[:, :, 0]
+    path = [z1]
+    for j in range(1, steps):
+        v0 = t0[:, j].expand(draws, -1).unsqueeze(-1)
+        v1 = t1[:, j].expand(draws, -1).unsqueeze(-1)
+        mu0, lv0 = net.transition(torch.cat([z0[:, :, j - 1], v0], dim=-1)).chunk(2, dim=-1)
+        noise = (z0[:, :, j] - mu0) * (-0.5 * lv0.clamp(-8.0, 8.0)).exp()
+        mu1, lv1 = net.transition(torch.cat([z1, v1], dim=-1)).chunk(2, dim=-1)
+        z1 = mu1 + noise * (0.5 * lv1.clamp(-8.0, 8.0)).exp()
+        path.append(z1)
+    return torch.stack(path, dim=2)
