@@ -508,8 +508,15 @@ class KGCMVAE(NeuralSequenceEstimator):
         return self.y_scaler_.inverse(np.mean(preds, axis=0))
 
     def _effect_draws(self, X: np.ndarray, T0: np.ndarray, T1: np.ndarray) -> np.ndarray:
+        return self._pooled_draws(self._run, X, T0, T1)
+
+    def _pooled_draws(
+        self, per_member: Any, X: np.ndarray, T0: np.ndarray, T1: np.ndarray
+    ) -> np.ndarray:
+        """``per_member(net, X, T0, T1, draws=, seed=)``'s scaled effect draws of every member,
+        pooled and in the outcome's units."""
         draws = [
-            self._run(net, X, T0, T1, draws=self.n_draws, seed=int(self.seed) + k)
+            per_member(net, X, T0, T1, draws=self.n_draws, seed=int(self.seed) + k)
             for k, net in enumerate(self.models_)
         ]
         return self.y_scaler_.inverse_difference(np.concatenate(draws, axis=0))
@@ -568,11 +575,7 @@ class KGCMVAE(NeuralSequenceEstimator):
                 f"prior has no dynamics to roll the hidden state forward with. Refit with "
                 f"prior='transition' (the default)."
             )
-        draws = [
-            self._roll(net, X, T0, T1, draws=self.n_draws, seed=int(self.seed) + k)
-            for k, net in enumerate(self.models_)
-        ]
-        return self.y_scaler_.inverse_difference(np.concatenate(draws, axis=0))
+        return self._pooled_draws(self._roll, X, T0, T1)
 
     @torch.no_grad()
     def _roll(
