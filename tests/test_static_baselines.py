@@ -301,6 +301,24 @@ def test_load_ihdp_shapes_split_and_recoding(tmp_path) -> None:
     assert rep.binary_features == tuple(range(6, 25))
 
 
+def test_load_ihdp_splits(tmp_path) -> None:
+    _fake_ihdp(tmp_path / "ihdp_npci_3.csv", n=200)
+    seeded = load_ihdp(tmp_path, 3)
+    assert np.array_equal(seeded.test, load_ihdp(tmp_path, 3, split_seed=0).test)
+    # "replication": the first 10% of numpy's permutation seeded by the replication number
+    by_rep = load_ihdp(tmp_path, 3, split="replication")
+    expected = np.sort(np.random.default_rng(3).permutation(200)[:20])
+    np.testing.assert_array_equal(by_rep.test, expected)
+    np.testing.assert_array_equal(by_rep.train, np.setdiff1d(np.arange(200), expected))
+    other = load_ihdp(tmp_path, 3, split_seed=1)
+    tests = [set(seeded.test), set(by_rep.test), set(other.test)]
+    assert all(a != b for i, a in enumerate(tests) for b in tests[i + 1 :])
+    with pytest.raises(DataError, match=r"split must be one of \['seeded', 'replication'\]"):
+        load_ihdp(tmp_path, 3, split="random")
+    with pytest.raises(DataError, match="split_seed=1 would be ignored"):
+        load_ihdp(tmp_path, 3, split="replication", split_seed=1)
+
+
 def test_load_ihdp_errors(tmp_path) -> None:
     with pytest.raises(DataError, match=r"ihdp_npci_4\.csv' not found"):
         load_ihdp(tmp_path, 4)
