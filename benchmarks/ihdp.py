@@ -33,18 +33,8 @@ from _common import machine
 
 import kgcm
 from kgcm.metrics import ate_error, pehe
-from kgcm.synthetic.ihdp import load_ihdp
+from kgcm.synthetic.ihdp import PUBLISHED_SQRT_PEHE, load_ihdp
 
-#: sqrt(PEHE) within-sample / out-of-sample as published (IHDP README; Shalit et al. 2017
-#: Table 1; Louizos et al. 2017 Table 2). None: not reported there.
-PUBLISHED: dict[str, tuple[float, float] | None] = {
-    "tarnet": (0.88, 0.95),
-    "cfrnet": (0.71, 0.76),
-    "cevae": (2.7, 2.6),
-    "t-learner": None,
-    "s-learner": None,
-    "zero-effect": None,
-}
 DEFAULT_ESTIMATORS = "tarnet,cfrnet,cevae,t-learner,s-learner,zero-effect"
 
 
@@ -110,7 +100,7 @@ def main() -> None:
             "pehe_within": within,
             "pehe_out": out,
             "ate_error_out": ate,
-            "published": PUBLISHED.get(name),
+            "published": PUBLISHED_SQRT_PEHE.get(name),
         })  # fmt: skip
     n = args.replications
     print()

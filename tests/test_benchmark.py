@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from kgcm.config import from_dict, load_config
-from kgcm.errors import ConfigError
+from kgcm.errors import ConfigError, DataError
 from kgcm.experiments import benchmark as bm
 
 ROOT = Path(__file__).parents[1]
@@ -201,6 +201,24 @@ def test_config_errors() -> None:
                 "estimators": [{"name": "zero-effect"}, {"name": "zero-effect"}],
             },
         )
+
+
+def test_ihdp_dataset_takes_the_replication_split() -> None:
+    from kgcm.synthetic.ihdp import load_ihdp
+
+    path = ROOT / "benchmarks/data/ihdp"
+    data = {"name": "ihdp", "kind": "ihdp", "params": {"path": str(path), "split": "replication"}}
+    bm.check_settings(_config(Path("unused"), datasets=[data]), None)
+    spec = from_dict(bm.DatasetSpec, data)
+    task = bm.make_task(spec, 8)  # seed 8: replication 9
+    rep = load_ihdp(path, 9, split="replication")
+    np.testing.assert_array_equal(task.true_effect, rep.ite[rep.test])
+    assert task.true_effect.shape == (75, 1)
+    # unit 599 of replication 9 (true effect -203) is held out by this split, not by seed 0's
+    assert 599 in rep.test and 599 not in load_ihdp(path, 9).test
+    bad = {"name": "ihdp", "kind": "ihdp", "params": {"path": str(path), "split": "rando"}}
+    with pytest.raises(DataError, match="split must be one of"):
+        bm.make_task(from_dict(bm.DatasetSpec, bad), 0)
 
 
 @pytest.mark.parametrize(

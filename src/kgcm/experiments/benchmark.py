@@ -45,8 +45,9 @@ Datasets (``kind``):
   from the factual state at the window's start with the scenario's ocean;
 - ``paper``: the paper protocol on the stand-in series or a CSV (``params``: ``recipe``, ``lag``,
   ``csv``); the treatment noise seed is the run's seed;
-- ``ihdp``: IHDP replication ``seed % 10 + 1`` (``params``: ``path``), static (t = 1), binary
-  treatment, out-of-sample on the 10% test split.
+- ``ihdp``: IHDP replication ``seed % 10 + 1`` (``params``: ``path``, and ``split``,
+  ``split_seed``, ``test_fraction`` of :func:`kgcm.synthetic.ihdp.load_ihdp`), static (t = 1),
+  binary treatment, out-of-sample on the 10% test split.
 """
 
 from __future__ import annotations

@@ -8,7 +8,11 @@ effect is ``mu1 - mu0``).
 Arrays come in the estimator contract's shapes for the static case, ``n_steps = 1``:
 ``X (n, 1, 25)``, ``T (n, 1)``, ``Y (n, 1)``.
 
-Split: **90/10 train/test**, a seeded random permutation per replication. The estimators then
+Split: **90/10 train/test**, a seeded random permutation per replication, in one of two ways
+(``split``): ``"seeded"`` (the default) draws it from ``split_seed`` and the replication number
+together, so ``split_seed`` gives further splits of each replication; ``"replication"`` draws
+it from the replication number alone (``numpy.random.default_rng(replication)``, the first
+10% of the permutation held out), the split of common IHDP scripts. The estimators then
 hold out 30% of the training units for early stopping (``training.val_fraction = 0.3``, the
 default of TARNet, CFRNet and CEVAE here), which gives the usual 63/27/10
 train/validation/test protocol of Shalit et al. (2017) and Louizos et al. (2017).
@@ -27,12 +31,21 @@ import numpy as np
 
 from kgcm.errors import DataError
 
-__all__ = ["IHDPReplication", "load_ihdp"]
+__all__ = ["PUBLISHED_SQRT_PEHE", "SPLITS", "IHDPReplication", "load_ihdp"]
 
 N_COLUMNS = 30
 #: Columns of the binary covariates x7..x25 in X (0-based).
 BINARY_FEATURES = tuple(range(6, 25))
 FEATURE_NAMES = tuple(f"x{i}" for i in range(1, 26))
+#: The ways of drawing the train/test split (see the module docstring).
+SPLITS = ("seeded", "replication")
+#: Published sqrt(PEHE), within-sample and out-of-sample, of the estimators that have one
+#: (Shalit et al. 2017, Table 1, 1000 replications; Louizos et al. 2017, Table 2).
+PUBLISHED_SQRT_PEHE: dict[str, tuple[float, float]] = {
+    "tarnet": (0.88, 0.95),
+    "cfrnet": (0.71, 0.76),
+    "cevae": (2.7, 2.6),
+}
 
 
 @dataclass(frozen=True)
@@ -87,7 +100,8 @@ def load_ihdp(
     replication: int = 1,
     *,
     test_fraction: float = 0.1,
-    split_seed: int = 0,
+    split: str = "seeded",
+    split_seed: int | None = None,
 ) -> IHDPReplication:
     """Read one IHDP replication and split it 90/10 into train and test units.
 
@@ -99,8 +113,12 @@ def load_ihdp(
         1 to 10 (the folder's file number).
     test_fraction : float
         Share of units in the test split (0.1: the 90/10 protocol).
-    split_seed : int
-        Seeds the split together with ``replication``: the same arguments give the same split.
+    split : {"seeded", "replication"}
+        ``"seeded"``: the permutation is drawn from ``(split_seed, replication)``;
+        ``"replication"``: from ``replication`` alone (no ``split_seed`` then). The same
+        arguments give the same split.
+    split_seed : int, optional
+        With ``split="seeded"``, seeds the split together with ``replication`` (None: 0).
 
     Returns
     -------
@@ -117,6 +135,14 @@ def load_ihdp(
         )
     if not 0.0 < test_fraction < 1.0:
         raise DataError(f"test_fraction must be in (0, 1); got {test_fraction!r}.")
+    if split not in SPLITS:
+        raise DataError(f"split must be one of {list(SPLITS)}; got {split!r}.")
+    if split == "replication" and split_seed is not None:
+        raise DataError(
+            f"split='replication' draws the split from the replication number alone, so "
+            f"split_seed={split_seed!r} would be ignored; leave split_seed out, or use "
+            f"split='seeded' to draw the split from (split_seed, replication)."
+        )
     try:
         table = np.loadtxt(path, delimiter=",", dtype=np.float64, ndmin=2)
     except ValueError as exc:
@@ -139,7 +165,10 @@ def load_ihdp(
     if np.all((x14 == 1) | (x14 == 2)):
         X[:, 13] = x14 - 1.0
     n = table.shape[0]
-    rng = np.random.default_rng([split_seed, replication])
+    if split == "replication":
+        rng = np.random.default_rng(replication)
+    else:
+        rng = np.random.default_rng([0 if split_seed is None else split_seed, replication])
     order = rng.permutation(n)
     n_test = max(1, round(test_fraction * n))
 
