@@ -429,17 +429,23 @@ def test_damaged_model_file_is_refused(tmp_path) -> None:
         path
     )
     good = path.read_bytes()
-    kgcm.load(path)
+    expected = kgcm.load(path).predict(X, T)
     rng = np.random.default_rng(0)
     refused = 0
     for offset in rng.integers(0, len(good) - 64, size=12):
         bad = bytearray(good)
         bad[offset : offset + 64] = rng.integers(0, 256, size=64, dtype=np.uint8).tobytes()
         path.write_bytes(bytes(bad))
-        with pytest.raises(InputError, match=r"m\.kgcm"):
-            kgcm.load(path)
-        refused += 1
-    assert refused == 12
+        try:
+            loaded = kgcm.load(path)
+        except InputError as exc:
+            assert "m.kgcm" in str(exc)
+            refused += 1
+            continue
+        # bytes the reader never uses (a zip entry's local name and alignment padding, which
+        # the central directory repeats) may be hit: then the model must load exactly intact
+        np.testing.assert_array_equal(loaded.predict(X, T), expected)
+    assert refused >= 10
     path.write_bytes(good[: len(good) // 2])
     with pytest.raises(InputError, match=r"m\.kgcm"):
         kgcm.load(path)
