@@ -257,3 +257,76 @@ def test_bootstrap_intervals_cover_more_of_the_true_effects_than_the_model_alone
     assert boot["coverage"] > model["coverage"] + 0.15
     assert boot["width"] > 1.4 * model["width"]
     assert boot["coverage"] > 0.6
+
+
+@pytest.mark.parametrize(
+    ("name", "match"),
+    [
+        ("gst-unet", "GSTUNet cannot use inference='bootstrap': it predicts whole grid frames"),
+        ("linear-dml", "LinearDML cannot use inference='bootstrap': EconML's standard errors"),
+    ],
+)
+def test_estimators_that_cannot_be_bootstrapped_say_why(panel, name, match):
+    with pytest.raises(ConfigError, match=match):
+        make(name).fit(panel["Y"], panel["T"], X=panel["X"], inference="bootstrap")
+
+
+def test_groups_without_a_bootstrap_are_refused(panel):
+    with pytest.raises(InputError, match="groups is read by inference='bootstrap' only"):
+        make("s-learner").fit(panel["Y"], panel["T"], X=panel["X"], groups=np.arange(40) // 4)
+
+
+def test_a_failed_refit_names_itself_and_leaves_no_half_state(panel, monkeypatch):
+    est = make("s-learner").fit(panel["Y"], panel["T"], X=panel["X"])
+    calls = {"n": 0}
+    original = type(est)._fit
+
+    def flaky(self, data):
+        calls["n"] += 1
+        if calls["n"] == 3:  # the full fit, one refit, then this one fails
+            raise InputError("the treatment T is constant")
+        return original(self, data)
+
+    monkeypatch.setattr(type(est), "_fit", flaky)
+    with pytest.raises(InputError, match=r"bootstrap refit 2/4: the treatment T is constant"):
+        est.fit(
+            panel["Y"],
+            panel["T"],
+            X=panel["X"],
+            inference={"method": "bootstrap", "n_bootstrap": 4},
+        )
+    assert est.inference_ == Inference() and est.bootstrap_ == []  # the earlier fit's state
+
+
+def test_a_series_bootstraps_single_units():
+    from kgcm.inference import fit_arguments
+
+    args = fit_arguments({"method": "bootstrap"}, np.zeros((5, 0), dtype=int))
+    assert args["groups"] is None and args["inference"].method == "bootstrap"
+
+
+def test_benchmark_configs_check_the_evaluation_design():
+    from kgcm.config import from_dict
+    from kgcm.experiments import benchmark as bm
+
+    def config(params):
+        return from_dict(
+            bm.BenchmarkConfig,
+            {
+                "datasets": [{"name": "a", "kind": "arctic", "params": params}],
+                "estimators": [{"name": "zero-effect"}],
+                "reference": "zero-effect",
+            },
+        )
+
+    bm.check_settings(config({"burn_in": 9, "shift_sd": 0.2, "split": "block", "block": 4}), None)
+    with pytest.raises(ConfigError, match="block must be an integer >= 1"):
+        bm.check_settings(config({"split": "block", "block": 0}), None)
+    with pytest.raises(ConfigError, match="burn_in must be an integer"):
+        bm.check_settings(config({"burn_in": 40}), None)
+    plain, model = (
+        bm.EstimatorSpec("zero-effect"),
+        bm.EstimatorSpec("zero-effect", inference={"method": "model"}),
+    )
+    dataset = bm.DatasetSpec("a", "arctic", {})
+    assert bm.cell_spec(dataset, plain, 5, 0.05) == bm.cell_spec(dataset, model, 5, 0.05)

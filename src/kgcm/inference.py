@@ -9,8 +9,10 @@ through it; no estimator overrides them.
     posterior draws of the latent state; seed ensembles: the members' effects; GST-UNet: its
     cell-bootstrap refits) or a normal interval from its standard errors (the DML
     estimators, through EconML's inference). Estimators with neither give point effects only.
-    This is uncertainty *given the fitted model*: it leaves out estimation uncertainty and is
-    far too narrow for the neural models (docs/benchmarks.md).
+    For the neural models this is uncertainty *given the fitted model*: it leaves out
+    estimation uncertainty and is far too narrow (docs/benchmarks.md). The DML estimators'
+    standard errors already are estimation uncertainty (they refuse the bootstrap), and
+    GST-UNet's own intervals are a cell bootstrap (it refuses it too).
 
 ``"bootstrap"``
     Estimation uncertainty added: the estimator is refitted ``n_bootstrap`` times on
@@ -180,7 +182,8 @@ def fit_arguments(inference: Any, cells: np.ndarray | None) -> dict[str, Any]:
     strategy = Inference.coerce(inference or None)
     if strategy.method != "bootstrap":
         return {"inference": strategy}
-    groups = None if cells is None else block_groups(cells, strategy.block)
+    spatial = cells is not None and np.asarray(cells).ndim == 2 and np.asarray(cells).shape[1]
+    groups = block_groups(cells, strategy.block) if spatial else None  # a series: single units
     if groups is not None and np.unique(groups).size < 2:
         raise ConfigError(
             f"inference.block = {strategy.block} puts every training cell in one block, so a "

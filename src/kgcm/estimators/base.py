@@ -45,7 +45,7 @@ import numpy as np
 import xarray as xr
 
 from kgcm._io import atomic_write_bytes
-from kgcm.errors import ConfigError, InputError, NotFittedError
+from kgcm.errors import ConfigError, InputError, KgcmError, NotFittedError
 
 __all__ = [
     "BaseEstimator",
@@ -370,6 +370,8 @@ class BaseEstimator:
     """
 
     name: ClassVar[str] = ""
+    #: why ``fit(..., inference="bootstrap")`` is refused for this estimator ("" = allowed)
+    no_bootstrap_reason: ClassVar[str] = ""
     tags: ClassVar[dict[str, bool]] = {
         "intervals": False,
         "needs_covariates": False,
@@ -429,6 +431,16 @@ class BaseEstimator:
         from kgcm.inference import Inference, check_groups
 
         strategy = Inference.coerce(inference)
+        if strategy.method == "bootstrap" and self.no_bootstrap_reason:
+            raise ConfigError(
+                f"{type(self).__name__} cannot use inference='bootstrap': "
+                f"{self.no_bootstrap_reason}"
+            )
+        if groups is not None and strategy.method != "bootstrap":
+            raise InputError(
+                "groups is read by inference='bootstrap' only (the units it resamples "
+                "together); pass inference='bootstrap' or leave groups out."
+            )
         data = validate_inputs(Y, T, X)
         group_labels = check_groups(groups, data.T.shape[0])
         if self.tags.get("needs_covariates") and data.X.shape[2] == 0:
@@ -458,10 +470,11 @@ class BaseEstimator:
         if not getattr(self, "spatial_", False):
             probe = slice(0, min(64, data.T.shape[0]))
             self._check_finite(self._predict(data.X[probe], data.T[probe]), "fitted predictions")
-        self.inference_ = strategy
-        self.bootstrap_: list[BaseEstimator] = []
+        refits: list[BaseEstimator] = []
         if strategy.method == "bootstrap":
-            self.bootstrap_ = self._fit_bootstrap(data, X, group_labels, strategy.n_bootstrap)
+            refits = self._fit_bootstrap(data, X, group_labels, strategy.n_bootstrap)
+        # set together, once every refit succeeded: a failed bootstrap leaves no half state
+        self.inference_, self.bootstrap_ = strategy, refits
         return self
 
     def _fit_bootstrap(
@@ -487,7 +500,10 @@ class BaseEstimator:
                 print(f"{type(self).__name__}: bootstrap refit {b + 1}/{n_refits}", file=sys.stderr)
             member = type(self)(**member_params)
             x_sub = _take_units(X, idx) if X is not None else None
-            members.append(member.fit(data.Y[idx], data.T[idx], X=x_sub))
+            try:
+                members.append(member.fit(data.Y[idx], data.T[idx], X=x_sub))
+            except KgcmError as exc:
+                raise type(exc)(f"bootstrap refit {b + 1}/{n_refits}: {exc}") from exc
         return members
 
     def predict(self, X: Any | None, T: Any, *, factual: Any | None = None) -> np.ndarray:
@@ -564,10 +580,11 @@ class BaseEstimator:
                 effect = self._point_effect(X_arr, T0_arr, T1_arr)
                 pooled = [self._uncertainty_draws(X_arr, T0_arr, T1_arr, effect)]
                 for k, member in enumerate(self.bootstrap_):
-                    member_effect = member._point_effect(X_arr, T0_arr, T1_arr)
-                    pooled.append(
-                        member._uncertainty_draws(X_arr, T0_arr, T1_arr, member_effect, k + 1)
-                    )
+                    with member._input_context(X):
+                        member_effect = member._point_effect(X_arr, T0_arr, T1_arr)
+                        pooled.append(
+                            member._uncertainty_draws(X_arr, T0_arr, T1_arr, member_effect, k + 1)
+                        )
                 draws = np.concatenate(pooled, axis=0)
                 self._check_finite(draws, "effect draws")
                 lower, upper = np.quantile(draws, [alpha / 2.0, 1.0 - alpha / 2.0], axis=0)

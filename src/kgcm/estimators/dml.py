@@ -104,6 +104,12 @@ def _check_same(ours: np.ndarray, theirs: np.ndarray, source: str) -> None:
 class _DMLBase(RegressorEstimator):
     """Settings, intervals and persistence shared by the two DML estimators."""
 
+    no_bootstrap_reason: ClassVar[str] = (
+        "EconML's standard errors already carry the estimation uncertainty (its intervals are "
+        "the 'model' strategy), and a resample's copies of one unit would land in different "
+        "cross-fitting folds, so the nuisances would predict them in-sample."
+    )
+
     def __init__(
         self,
         *,

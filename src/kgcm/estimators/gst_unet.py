@@ -431,6 +431,11 @@ class GSTUNet(MemberEnsemble, BaseEstimator):
         "needs_covariates": False,
         "sequence": True,
     }
+    no_bootstrap_reason: ClassVar[str] = (
+        "it predicts whole grid frames, and a resample with a cell drawn twice would put two "
+        "units on one pixel; it bootstraps cells itself (n_bootstrap >= 2 refits weighting "
+        "cells), which is its interval."
+    )
 
     def __init__(
         self,

@@ -549,7 +549,8 @@ class KGCMVAE(NeuralSequenceEstimator):
             # abduction uses the factual path T0 (only read when encoder_treatment is on)
             mu, logvar = net.posterior(x[sl], t0[sl])
             assert t1 is not None
-            propagate = self.counterfactual_state == "propagated"
+            # a plain prediction (T1 is the factual path) re-propagates to the same z
+            propagate = self.counterfactual_state == "propagated" and T1 is not T0
             if draws == 0:
                 z1 = _propagate(net, mu[None], t0[sl], t1[sl])[0] if propagate else mu
                 out.append(net.outcome_mean(z1, net.treatment_features(t1[sl])).numpy())

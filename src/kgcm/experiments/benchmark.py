@@ -271,6 +271,9 @@ def _evaluation_design(params: dict[str, Any], window: int) -> _EvaluationDesign
     params.pop("shift_sd", None)
     if design.split not in ("cell", "block", "time"):
         raise ConfigError(f"arctic split must be 'cell', 'block' or 'time'; got {design.split!r}.")
+    k = design.block
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ConfigError(f"arctic block must be an integer >= 1 (cells); got {k!r}.")
     b = design.burn_in
     if isinstance(b, bool) or not isinstance(b, int) or not 0 <= b < window:
         raise ConfigError(
@@ -546,6 +549,15 @@ def run_cell(
     return row
 
 
+def _inference_key(inference: dict[str, Any]) -> dict[str, Any]:
+    """The strategy's part of a fingerprint: nothing for the model's own intervals (so ``{}``
+    and ``{method = "model"}`` are the same run), the bootstrap's full settings otherwise."""
+    from kgcm.inference import Inference
+
+    strategy = Inference.coerce(inference or None)
+    return {} if strategy.method == "model" else {"inference": strategy.to_dict()}
+
+
 def _grid_cells(X: Any) -> np.ndarray | None:
     """Each unit's (row, column) from a gridded task's X (None for other tasks)."""
     coords = getattr(X, "coords", {})
@@ -574,7 +586,7 @@ def cell_spec(
     settings = {
         "dataset": asdict(dataset),
         "estimator": {"name": estimator.name, "params": estimator.params}
-        | ({"inference": estimator.inference} if estimator.inference else {}),
+        | _inference_key(estimator.inference),
         "tau": tau,
         "alpha": alpha,
         "code": provenance.code_fingerprint() if code is None else code,
@@ -706,8 +718,8 @@ def check_settings(config: BenchmarkConfig, base: Path | None) -> None:
     for d in config.datasets:
         params = dict(d.params)
         if d.kind == "arctic":
-            for k in ("window", "test_fraction", "scale"):
-                params.pop(k, None)
+            params.pop("test_fraction", None)
+            _evaluation_design(params, int(params.pop("window", 30)))  # pops its own keys
             from_dict(ArcticConfig, {**params, "seed": 0}, where=f"datasets.{d.name}.params")
             continue
         if d.kind == "arctic-forecast":
