@@ -233,7 +233,7 @@ def test_one_block_is_refused():
 @pytest.mark.slow
 def test_bootstrap_intervals_cover_more_of_the_true_effects_than_the_model_alone():
     """Coverage regression in small form: on an arctic world (seed 0, 8 x 8 cells, 90 days,
-    8 epochs), KGCM-VAE's own 95% intervals covered 0.632 of the true effects (median width
+    8 epochs), KGCM-VAE's own 95% intervals covered 0.632 of the true effects (mean width
     0.207 m) and the block bootstrap's (3 refits, 4 x 4 blocks) 0.821 (0.335 m); seed 1:
     0.760 -> 0.968 (0.207 -> 0.346 m). The bounds sit inside those margins."""
     from kgcm.experiments import benchmark as bm
