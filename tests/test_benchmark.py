@@ -333,10 +333,10 @@ def test_cli_ablate_small(tmp_path) -> None:
     results = pd.read_csv(tmp_path / "out" / "results.csv")
     assert sorted(results["estimator"]) == ["mmd", "no-mmd"]
     assert (results["status"] == "ok").all(), results["status"].tolist()
-    # the two variants differ in the MMD weight only: the library default against 0
+    # the two variants differ in the MMD weight only: the paper's 0.1 against 0
     variants = {e.key: e.params for e in bm.ablation_estimators(load_config(bm.AblateConfig, cfg))}
     assert variants["no-mmd"] == {**variants["mmd"], "mmd_weight": 0.0}
-    assert "mmd_weight" not in variants["mmd"]
+    assert variants["mmd"]["mmd_weight"] == 0.1
 
 
 def test_holm_adjustment_of_the_docs_table_script() -> None:

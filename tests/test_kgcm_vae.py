@@ -49,10 +49,10 @@ def _fit(panel, **params):
 @pytest.mark.parametrize(
     ("params", "present", "absent"),
     [
-        ({}, {"outcome", "reconstruction", "kl", "mmd", "adjacency_l1"}, set()),
-        ({"mmd_weight": 0.0}, {"kl"}, {"mmd"}),
-        ({"balancing": "hsic"}, {"kl", "hsic"}, {"mmd"}),
-        ({"decoder": False}, {"kl", "mmd"}, {"reconstruction", "adjacency_l1"}),
+        ({}, {"outcome", "reconstruction", "kl", "adjacency_l1"}, {"mmd", "hsic"}),
+        ({"mmd_weight": 0.1}, {"kl", "mmd"}, {"hsic"}),
+        ({"mmd_weight": 0.1, "balancing": "hsic"}, {"kl", "hsic"}, {"mmd"}),
+        ({"decoder": False, "mmd_weight": 0.1}, {"kl", "mmd"}, {"reconstruction", "adjacency_l1"}),
         ({"adjacency": "off"}, {"reconstruction"}, {"adjacency_l1"}),
         ({"prior": "standard", "kl_weight": 0.0}, {"outcome"}, {"kl"}),
     ],
