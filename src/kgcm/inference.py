@@ -21,7 +21,7 @@ through it; no estimator overrides them.
     of one cell and neighbouring cells, which share their errors, are drawn together). The
     point effect stays the full fit's; the interval is the equal-tailed quantile interval of
     the pooled draws of the full fit and every refit, each contributing its own model draws
-    (or its point effect when it has none, or normal draws from its standard errors).
+    (or its point effect when it has none).
 
 .. code-block:: python
 
@@ -48,14 +48,10 @@ __all__ = [
     "check_groups",
     "describe",
     "fit_arguments",
-    "normal_draws",
     "resample_groups",
 ]
 
 METHODS = ("model", "bootstrap")
-
-#: normal draws per refit for an estimator whose model uncertainty is a standard error
-NORMAL_DRAWS = 100
 
 
 @dataclass(frozen=True)
@@ -168,12 +164,6 @@ def check_groups(groups: Any, n_units: int) -> np.ndarray | None:
             "resample units."
         )
     return arr
-
-
-def normal_draws(effect: np.ndarray, se: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """``n`` draws of N(effect, se²), ``(n, *effect.shape)`` (deterministic under ``seed``)."""
-    rng = np.random.default_rng(seed)
-    return effect[None] + se[None] * rng.standard_normal((n, *effect.shape))
 
 
 def fit_arguments(inference: Any, cells: np.ndarray | None) -> dict[str, Any]:

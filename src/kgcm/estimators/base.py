@@ -577,14 +577,11 @@ class BaseEstimator:
         X_arr, T0_arr, T1_arr = self._validate_paths(X, T0, T1)
         with self._input_context(X):
             if getattr(self, "bootstrap_", None):
-                effect = self._point_effect(X_arr, T0_arr, T1_arr)
-                pooled = [self._uncertainty_draws(X_arr, T0_arr, T1_arr, effect)]
-                for k, member in enumerate(self.bootstrap_):
+                effect, own = self._effect_and_draws(X_arr, T0_arr, T1_arr)
+                pooled = [own]
+                for member in self.bootstrap_:
                     with member._input_context(X):
-                        member_effect = member._point_effect(X_arr, T0_arr, T1_arr)
-                        pooled.append(
-                            member._uncertainty_draws(X_arr, T0_arr, T1_arr, member_effect, k + 1)
-                        )
+                        pooled.append(member._effect_and_draws(X_arr, T0_arr, T1_arr)[1])
                 draws = np.concatenate(pooled, axis=0)
                 self._check_finite(draws, "effect draws")
                 lower, upper = np.quantile(draws, [alpha / 2.0, 1.0 - alpha / 2.0], axis=0)
@@ -711,34 +708,24 @@ class BaseEstimator:
         )
 
     def _point_effect(self, X: np.ndarray, T0: np.ndarray, T1: np.ndarray) -> np.ndarray:
-        """The point effect on validated arrays: the mean of the model's draws, or the
-        difference of predictions."""
+        """The point effect on validated arrays: the effect of the standard errors' model, the
+        mean of the model's draws, or the difference of predictions."""
         with_se = self._effect_se(X, T0, T1)
         if with_se is not None:
             return with_se[0]
+        return self._effect_and_draws(X, T0, T1)[0]
+
+    def _effect_and_draws(
+        self, X: np.ndarray, T0: np.ndarray, T1: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(point effect, draws)`` from one pass: the model's draws and their mean, or the
+        difference of predictions as a single draw (a bootstrap refit's share of the pool;
+        estimators with standard errors refuse the bootstrap, see ``no_bootstrap_reason``)."""
         draws = self._effect_draws(X, T0, T1)
         if draws is None:
-            return self._predict(X, T1) - self._predict(X, T0)
-        return draws.mean(axis=0)
-
-    def _uncertainty_draws(
-        self,
-        X: np.ndarray,
-        T0: np.ndarray,
-        T1: np.ndarray,
-        effect: np.ndarray,
-        member: int = 0,
-    ) -> np.ndarray:
-        """This fit's share of a bootstrap's pooled draws: its model draws, normal draws from
-        its standard errors, or its point effect alone."""
-        from kgcm.inference import NORMAL_DRAWS, normal_draws
-
-        with_se = self._effect_se(X, T0, T1)
-        if with_se is not None:
-            seed = int(getattr(self, "seed", 0) or 0) + member
-            return normal_draws(with_se[0], with_se[1], NORMAL_DRAWS, seed)
-        draws = self._effect_draws(X, T0, T1)
-        return effect[None] if draws is None else draws
+            effect = self._predict(X, T1) - self._predict(X, T0)
+            return effect, effect[None]
+        return draws.mean(axis=0), draws
 
     def _forecast_effect_draws(
         self, X: np.ndarray, Y: np.ndarray | None, T0: np.ndarray, T1: np.ndarray
