@@ -87,7 +87,7 @@ from kgcm.losses import gaussian_kl, hsic_rbf, warmup
 __all__ = ["KGCMVAE"]
 
 _ADJACENCY = ("physics", "learned", "off")
-_PRIOR = ("transition", "standard")
+_PRIOR = ("transition", "autonomous", "standard")
 _ENCODER = ("bidirectional", "forward")
 _BALANCING = ("mmd", "hsic")
 
@@ -168,7 +168,9 @@ class KGCMNet(nn.Module):
         directions = 2 if encoder == "bidirectional" else 1
         self.to_posterior = nn.Linear(hidden * directions, 2 * latent_dim)
         self.transition = (
-            mlp([latent_dim + 1, hidden, 2 * latent_dim], 0.0) if prior == "transition" else None
+            None
+            if prior == "standard"
+            else mlp([latent_dim + (prior == "transition"), hidden, 2 * latent_dim], 0.0)
         )
         self.decoder = (
             MaskedDecoder(adjacency, n_features, block, max(8, hidden // 4))
@@ -196,11 +198,20 @@ class KGCMNet(nn.Module):
         zeros = torch.zeros_like(z)
         if self.transition is None:
             return zeros, zeros
-        params = self.transition(torch.cat([z[:, :-1], t[:, 1:, None]], dim=-1))
-        mu, logvar = params.chunk(2, dim=-1)
+        mu, logvar = self.step(z[..., :-1, :], t[:, 1:])
         mu = torch.cat([zeros[:, :1], mu], dim=1)
-        logvar = torch.cat([zeros[:, :1], logvar.clamp(-8.0, 8.0)], dim=1)
+        logvar = torch.cat([zeros[:, :1], logvar], dim=1)
         return mu, logvar
+
+    def step(self, z: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and clamped log-variance of p(z_t | z_{t-1}, v_t) for ``z (..., d)`` and
+        ``v`` of z's shape without its last axis (not read by the autonomous prior)."""
+        assert self.transition is not None
+        inputs = z
+        if self.prior_kind == "transition":
+            inputs = torch.cat([z, v.expand(z.shape[:-1]).unsqueeze(-1)], dim=-1)
+        mu, logvar = self.transition(inputs).chunk(2, dim=-1)
+        return mu, logvar.clamp(-8.0, 8.0)
 
     def treatment_features(self, t: torch.Tensor) -> torch.Tensor:
         """Embedding of v_t and a causal filter of v_{t-K+1..t}: (n, steps, 2 * emb)."""
@@ -259,8 +270,10 @@ class KGCMVAE(NeuralSequenceEstimator):
     encoder_treatment : bool
         Let the encoder see the factual treatment (the paper's q(z | x, v)); see the module
         docstring for why it is off by default.
-    prior : {"transition", "standard"}
-        Learned transition p(z_t | z_{t-1}, v_t), or N(0, I) at every step.
+    prior : {"transition", "autonomous", "standard"}
+        Learned transition p(z_t | z_{t-1}, v_t); the same without the treatment,
+        p(z_t | z_{t-1}) (the treatment then moves only the outcome, never the hidden state, so
+        held and propagated counterfactual states coincide); or N(0, I) at every step.
     decoder : bool
         Reconstruct the covariates p(x_t | z_t) (off: the notebooks' outcome-only model).
     adjacency : {"physics", "learned", "off"}
@@ -572,11 +585,11 @@ class KGCMVAE(NeuralSequenceEstimator):
         self, X: np.ndarray, Y: np.ndarray | None, T0: np.ndarray, T1: np.ndarray
     ) -> np.ndarray:
         del Y  # the encoder infers z from the covariates only
-        if self.prior != "transition":
+        if self.prior == "standard":
             raise InputError(
                 f"KGCM-VAE with prior={self.prior!r} cannot forecast under a plan: an N(0, I) "
                 f"prior has no dynamics to roll the hidden state forward with. Refit with "
-                f"prior='transition' (the default)."
+                f"prior='transition' (the default) or 'autonomous'."
             )
         return self._pooled_draws(self._roll, X, T0, T1)
 
@@ -619,9 +632,8 @@ class KGCMVAE(NeuralSequenceEstimator):
                 # the recursion through the prior is sequential in the plan steps; each step
                 # is vectorised over draws and units
                 for j in range(h):
-                    v = t[:, k + j].expand(draws, -1).unsqueeze(-1)
-                    mu_p, logvar_p = net.transition(torch.cat([z, v], dim=-1)).chunk(2, dim=-1)
-                    z = mu_p + noise[j] * (0.5 * logvar_p.clamp(-8.0, 8.0)).exp()
+                    mu_p, logvar_p = net.step(z, t[:, k + j])
+                    z = mu_p + noise[j] * (0.5 * logvar_p).exp()
                     path.append(z)
                 tf = net.treatment_features(t)[:, k:]  # features of the whole path
                 ys.append(net.outcome_mean(torch.stack(path, dim=2), tf))
@@ -693,15 +705,13 @@ def _propagate(net: KGCMNet, z0: torch.Tensor, t0: torch.Tensor, t1: torch.Tenso
     recursion), vectorised over draws and units.
     """
     assert net.transition is not None
-    draws, steps = z0.shape[0], z0.shape[2]
+    steps = z0.shape[2]
     z1 = z0[:, :, 0]
     path = [z1]
     for j in range(1, steps):
-        v0 = t0[:, j].expand(draws, -1).unsqueeze(-1)
-        v1 = t1[:, j].expand(draws, -1).unsqueeze(-1)
-        mu0, lv0 = net.transition(torch.cat([z0[:, :, j - 1], v0], dim=-1)).chunk(2, dim=-1)
-        noise = (z0[:, :, j] - mu0) * (-0.5 * lv0.clamp(-8.0, 8.0)).exp()
-        mu1, lv1 = net.transition(torch.cat([z1, v1], dim=-1)).chunk(2, dim=-1)
-        z1 = mu1 + noise * (0.5 * lv1.clamp(-8.0, 8.0)).exp()
+        mu0, lv0 = net.step(z0[:, :, j - 1], t0[:, j])
+        noise = (z0[:, :, j] - mu0) * (-0.5 * lv0).exp()
+        mu1, lv1 = net.step(z1, t1[:, j])
+        z1 = mu1 + noise * (0.5 * lv1).exp()
         path.append(z1)
     return torch.stack(path, dim=2)
