@@ -1,10 +1,11 @@
 """A benchmark's results as a docs table: PEHE beside zero-effect and coverage, and the paired
 differences to the reference with t-intervals and Holm-adjusted p-values.
 
-``kgcm benchmark`` writes uncorrected 95% t-intervals (``paired.md``). Here each paired
-difference also gets a two-sided paired t-test p-value, and the p-values of all comparisons in
-the file (every dataset, every other estimator with finished runs) are adjusted together with
-Holm's step-down method. Usage:
+The paired differences, p-values and Holm adjustment are ``kgcm benchmark``'s own
+(``kgcm.experiments.benchmark.paired_differences``, also in ``paired.md``/``paired.csv``): the
+p-values of all comparisons in the file (every dataset, every other estimator with finished
+runs) are adjusted together. This script lays them out beside PEHE, the zero-effect PEHE and
+coverage, as the docs tables show them. Usage:
 
     python benchmarks/paired_holm.py runs/benchmark-seaice/results.csv [reference]
 """
@@ -15,41 +16,18 @@ import sys
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-
-def holm(p: np.ndarray) -> np.ndarray:
-    """Holm step-down adjusted p-values, shape of ``p`` (NaN kept out of the family)."""
-    out = np.full_like(p, np.nan, dtype=float)
-    ok = np.flatnonzero(np.isfinite(p))
-    order = ok[np.argsort(p[ok])]
-    m = len(order)
-    running = 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p[i]))
-        out[i] = running
-    return out
+from kgcm.experiments.benchmark import paired_differences
 
 
 def main(argv: list[str]) -> None:
     results = pd.read_csv(argv[0])
     reference = argv[1] if len(argv) > 1 else "kgcm-vae"
     ok = results[results["status"] == "ok"]
-    rows = []
-    for dataset, group in ok.groupby("dataset", sort=False):
-        wide = group.pivot_table(index="seed", columns="estimator", values="pehe")
-        for other in wide.columns:
-            if other == reference:
-                continue
-            d = (wide[reference] - wide[other]).dropna()
-            n = len(d)
-            mean, sd = d.mean(), d.std(ddof=1)
-            half = stats.t.ppf(0.975, n - 1) * sd / np.sqrt(n) if n > 1 else np.nan
-            p = stats.ttest_1samp(d, 0.0).pvalue if n > 1 and sd > 0 else np.nan
-            rows.append((dataset, other, n, mean, mean - half, mean + half, p))
-    paired = pd.DataFrame(rows, columns=["dataset", "other", "n", "diff", "lo", "hi", "p"])
-    paired["p_holm"] = holm(paired["p"].to_numpy())
-    family = int(np.isfinite(paired["p"]).sum())
+    paired = paired_differences(results, reference).rename(
+        columns={"mean_diff": "diff", "lower": "lo", "upper": "hi", "p_value": "p"}
+    )
+    family = int(paired["family"].iloc[0]) if len(paired) else 0
     print(f"Holm family: {family} comparisons (all datasets together)\n")
     for dataset, group in ok.groupby("dataset", sort=False):
         zero = group.loc[group["estimator"] == "zero-effect", "pehe"].mean()

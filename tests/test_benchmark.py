@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from kgcm.config import from_dict, load_config
-from kgcm.errors import ConfigError, DataError
+from kgcm.errors import ConfigError, DataError, InputError
 from kgcm.experiments import benchmark as bm
 
 ROOT = Path(__file__).parents[1]
@@ -339,16 +339,65 @@ def test_cli_ablate_small(tmp_path) -> None:
     assert variants["mmd"]["mmd_weight"] == 0.1
 
 
-def test_holm_adjustment_of_the_docs_table_script() -> None:
-    # benchmarks/paired_holm.py corrects docs/benchmarks.md's paired p-values
+def test_holm_adjusted_p_values() -> None:
+    from kgcm.metrics import holm
+
+    p = np.array([0.01, 0.04, np.nan, 0.03, 0.5])
+    # sorted 0.01, 0.03, 0.04, 0.5 with m = 4: 0.04, 0.09, max(0.09, 0.08), max(., 0.5)
+    np.testing.assert_allclose(holm(p), [0.04, 0.09, np.nan, 0.09, 0.5])
+    assert np.isnan(holm([np.nan])).all() and holm([]).shape == (0,)
+    with pytest.raises(InputError, match=r"\[0, 1\]"):
+        holm([0.2, 1.5])
+
+
+def test_paired_table_is_corrected_for_the_number_of_comparisons(capsys, tmp_path) -> None:
+    from scipy import stats
+
+    rng = np.random.default_rng(0)
+    rows = []
+    # "a" is clearly worse than the reference; "b" to "k" differ by noise only: 11 comparisons
+    for seed in range(5):
+        rows.append({"dataset": "d", "estimator": "ref", "seed": seed, "pehe": 1.0, "status": "ok"})
+        rows.append(
+            {
+                "dataset": "d",
+                "estimator": "a",
+                "seed": seed,
+                "pehe": 1.5 + 0.01 * seed,
+                "status": "ok",
+            }
+        )
+        for k in "bcdefghijk":
+            pehe = 1.0 + 0.05 * rng.normal()
+            rows.append(
+                {"dataset": "d", "estimator": k, "seed": seed, "pehe": pehe, "status": "ok"}
+            )
+    paired = bm.paired_differences(pd.DataFrame(rows), "ref").set_index("other")
+    assert (paired["family"] == 11).all()
+    raw = paired["p_value"].to_numpy()
+    assert paired.loc["a", "p_value"] < 1e-5 and paired.loc["a", "excludes_zero"]
+    # Holm never lowers a p-value and Bonferroni intervals are wider than uncorrected ones
+    assert (paired["p_holm"].to_numpy() >= raw - 1e-15).all()
+    assert (
+        (paired["upper_corrected"] - paired["lower_corrected"])
+        > (paired["upper"] - paired["lower"])
+    ).all()
+    half = stats.t.ppf(1 - 0.05 / 22, 4) * paired.loc["b", "sd_diff"] / np.sqrt(5)
+    assert paired.loc["b", "upper_corrected"] == pytest.approx(paired.loc["b", "mean_diff"] + half)
+    # a comparison significant uncorrected but not after Holm is not reported as excluding zero
+    borderline = paired[(paired["p_value"] < 0.05) & (paired["p_holm"] >= 0.05)]
+    assert not borderline["excludes_zero"].any()
+    # the docs-table script lays out the same numbers
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("paired_holm", ROOT / "benchmarks/paired_holm.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    p = np.array([0.01, 0.04, np.nan, 0.03, 0.5])
-    # sorted 0.01, 0.03, 0.04, 0.5 with m = 4: 0.04, 0.09, max(0.09, 0.08), max(., 0.5)
-    np.testing.assert_allclose(mod.holm(p), [0.04, 0.09, np.nan, 0.09, 0.5])
+    frame = pd.DataFrame(rows).assign(ate_error=0.0, coverage=np.nan, width=np.nan, fit_s=1.0)
+    frame.to_csv(tmp_path / "results.csv", index=False)
+    mod.main([str(tmp_path / "results.csv"), "ref"])
+    out = capsys.readouterr().out
+    assert "Holm family: 11 comparisons" in out and "| a | 5 |" in out
 
 
 FORECAST_WORLD = {"ny": 6, "nx": 6, "days": 90, "history": 12, "horizon": 6}

@@ -19,6 +19,7 @@ from kgcm.errors import InputError
 __all__ = [
     "ate_error",
     "factual_rmse",
+    "holm",
     "interval_coverage",
     "interval_width",
     "pehe",
@@ -87,6 +88,27 @@ def interval_width(lower: ArrayLike, upper: ArrayLike) -> float:
     """Mean width of the intervals."""
     lo, up = _interval(lower, upper)
     return float(np.mean(up - lo))
+
+
+def holm(p_values: ArrayLike) -> np.ndarray:
+    """Holm's step-down adjusted p-values, in the input's order and shape.
+
+    The family is every finite p-value (NaN stays NaN and does not count). Sorted ascending,
+    the i-th smallest (i from 0) gets ``max_{j <= i} min(1, (m - j) p_(j))``; a comparison is
+    significant at level alpha when its adjusted p-value is below alpha, which controls the
+    family-wise error rate at alpha.
+    """
+    p = np.asarray(p_values, dtype=np.float64)
+    out = np.full(p.shape, np.nan)
+    flat, res = p.ravel(), out.ravel()
+    finite = np.flatnonzero(np.isfinite(flat))
+    if ((flat[finite] < 0) | (flat[finite] > 1)).any():
+        raise InputError("holm: p-values must lie in [0, 1] (NaN marks a missing one).")
+    order = finite[np.argsort(flat[finite], kind="stable")]
+    m = len(order)
+    scaled = np.minimum(1.0, (m - np.arange(m)) * flat[order])
+    res[order] = np.maximum.accumulate(scaled) if m else scaled
+    return res.reshape(p.shape)
 
 
 def score_effects(

@@ -856,9 +856,18 @@ def summarise(results: pd.DataFrame) -> pd.DataFrame:
 def paired_differences(
     results: pd.DataFrame, reference: str, metric: str = "pehe", level: float = 0.95
 ) -> pd.DataFrame:
-    """Per dataset and other estimator: mean of ``reference − other`` over seeds both finished,
-    its sd, n and a t-interval. Negative means the reference is better (lower error)."""
+    """Per dataset and other estimator: ``reference − other`` over the seeds both finished.
+
+    Columns: ``mean_diff``, ``sd_diff``, ``n``; ``lower``/``upper``, the uncorrected t-interval
+    at ``level``; ``p_value``, the two-sided paired t-test; ``p_holm``, Holm-adjusted across
+    every comparison of the table (all datasets and estimators together, ``family`` of them);
+    ``lower_corrected``/``upper_corrected``, Bonferroni t-intervals at ``1 − (1 − level) /
+    family`` (simultaneous coverage at least ``level``); ``excludes_zero``, Holm's decision
+    (``p_holm < 1 − level``). Negative differences mean the reference has the lower error.
+    """
     from scipy import stats
+
+    from kgcm.metrics import holm
 
     ok = results[results["status"] == "ok"]
     rows = []
@@ -874,7 +883,12 @@ def paired_differences(
             n = len(d)
             mean = float(d.mean()) if n else np.nan
             sd = float(d.std(ddof=1)) if n > 1 else np.nan
-            half = float(stats.t.ppf(0.5 + level / 2, n - 1) * sd / np.sqrt(n)) if n > 1 else np.nan
+            if n < 2:
+                p = np.nan
+            elif sd > 0:
+                p = float(2 * stats.t.sf(abs(mean) / (sd / np.sqrt(n)), n - 1))
+            else:  # identical differences on every seed
+                p = 1.0 if mean == 0 else 0.0
             rows.append(
                 {
                     "dataset": dataset,
@@ -883,13 +897,32 @@ def paired_differences(
                     "n": n,
                     "mean_diff": mean,
                     "sd_diff": sd,
-                    "lower": mean - half,
-                    "upper": mean + half,
+                    "p_value": p,
                     "best_other": other == best,
-                    "excludes_zero": bool(n > 1 and (mean + half < 0 or mean - half > 0)),
                 }
             )
-    return pd.DataFrame(rows)
+    columns = ["dataset", "reference", "other", "n", "mean_diff", "sd_diff", "lower", "upper"]
+    columns += ["p_value", "p_holm", "family", "lower_corrected", "upper_corrected"]
+    columns += ["best_other", "excludes_zero"]
+    if not rows:
+        return pd.DataFrame(columns=columns)
+    table = pd.DataFrame(rows)
+    family = int(table["p_value"].notna().sum())
+    table["p_holm"] = holm(table["p_value"].to_numpy())
+    table["family"] = family
+    alpha = 1.0 - level
+    for suffix, a in (("", alpha), ("_corrected", alpha / max(family, 1))):
+        ok_n = table["n"] > 1
+        half = np.full(len(table), np.nan)
+        half[ok_n] = (
+            stats.t.ppf(1 - a / 2, table.loc[ok_n, "n"] - 1)
+            * table.loc[ok_n, "sd_diff"]
+            / np.sqrt(table.loc[ok_n, "n"])
+        )
+        table["lower" + suffix] = table["mean_diff"] - half
+        table["upper" + suffix] = table["mean_diff"] + half
+    table["excludes_zero"] = (table["p_holm"] < alpha).to_numpy(dtype=bool)
+    return table[columns]
 
 
 def _fmt(mean: float, sd: float, n: int) -> str:
@@ -942,20 +975,26 @@ def _write_reports(results: pd.DataFrame, config: BenchmarkConfig, out: Path) ->
         lines.append("")
     atomic_write_text(out / "table.md", "\n".join(lines) + "\n")
     paired = paired_differences(results, config.reference)
+    family = int(paired["family"].iloc[0]) if len(paired) else 0
     plines = [
         f"# Paired PEHE differences: {config.reference} minus each other estimator",
         "",
-        "Per seed on the same data; mean, sd and 95% t-interval across seeds. Negative: "
-        f"{config.reference} has the lower error. * marks the best other estimator.",
+        "Per seed on the same data: mean and sd across seeds, the uncorrected 95% t-interval, "
+        f"the paired t-test's p-value adjusted by Holm across all {family} comparisons of this "
+        "table, and the Bonferroni-corrected interval (simultaneous 95%). Negative: "
+        f"{config.reference} has the lower error. * marks the best other estimator; "
+        "'excludes 0' is Holm's decision at 5%.",
         "",
-        "| dataset | other | n | mean diff | sd | 95% interval | excludes 0 |",
-        "|---|---|---|---|---|---|---|",
+        "| dataset | other | n | mean diff | sd | 95% interval | p (Holm) "
+        "| corrected interval | excludes 0 |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in paired.itertuples():
         mark = " *" if r.best_other else ""
         plines.append(
             f"| {r.dataset} | {r.other}{mark} | {r.n} | {r.mean_diff:.4g} | "
-            f"{r.sd_diff:.2g} | [{r.lower:.4g}, {r.upper:.4g}] | "
+            f"{r.sd_diff:.2g} | [{r.lower:.4g}, {r.upper:.4g}] | {r.p_holm:.3g} | "
+            f"[{r.lower_corrected:.4g}, {r.upper_corrected:.4g}] | "
             f"{'yes' if r.excludes_zero else 'no'} |"
         )
     atomic_write_text(out / "paired.md", "\n".join(plines) + "\n")
