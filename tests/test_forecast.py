@@ -83,6 +83,24 @@ def test_standard_prior_refuses_forecasts(panel) -> None:
         est.effect(panel["X"][:, :K], T0=T0, T1=T1)
 
 
+def test_autonomous_prior_rolls_one_state_for_both_plans(panel) -> None:
+    import torch
+
+    est = kgcm.make_estimator("kgcm-vae", **fast_params("kgcm-vae"), prior="autonomous")
+    est.fit(panel["Y"], panel["T"], X=panel["X"])
+    net = est.models_[0]
+    z = torch.randn(3, 5, net.latent_dim)
+    # p(z_t | z_{t-1}) does not read the treatment
+    for a, b in zip(net.step(z, torch.zeros(5)), net.step(z, torch.full((5,), 3.0)), strict=True):
+        torch.testing.assert_close(a, b)
+    T0, T1 = _plans(panel["T"], shift=2.0)
+    X = panel["X"][:, :K]
+    effect = est.effect(X, T0=T0, T1=T1)
+    assert effect.shape == (40, 4) and np.isfinite(effect).all()
+    # the plan acts on the outcome head only: same z draws, so the effect is the head's response
+    assert np.abs(effect).mean() > 1e-3
+
+
 def test_zero_effect_forecasts_zero(panel) -> None:
     est = kgcm.make_estimator("zero-effect").fit(panel["Y"], panel["T"], X=panel["X"])
     T0, T1 = _plans(panel["T"])
