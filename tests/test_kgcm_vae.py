@@ -168,20 +168,21 @@ def test_binary_treatment_groups(panel) -> None:
 
 
 def test_recovers_effect_on_simulator() -> None:
-    """A small arctic world: the PEHE must be clearly below the zero-effect reference."""
+    """A small arctic world: the PEHE must be clearly below the zero-effect reference
+    (measured 0.46 x zero-effect with these settings; bound about 1.3 x that)."""
     from kgcm.sequences import split_units, to_sequences
     from kgcm.synthetic.arctic import simulate_arctic
 
-    sim = simulate_arctic(ny=12, nx=12, days=240, seed=1)
+    sim = simulate_arctic(ny=10, nx=10, days=240, seed=1)
     seqs = to_sequences(sim.dataset, window=30)
     train_idx, test_idx = split_units(seqs, test_fraction=0.25, seed=0)
     train, test = seqs.subset(train_idx), seqs.subset(test_idx)
-    est = kgcm.KGCMVAE(seed=0, training={"max_epochs": 25, "progress": False})
+    est = kgcm.KGCMVAE(seed=0, training={"max_epochs": 20, "progress": False})
     est.fit(train.Y, train.T, X=train.X_xarray())
     truth = sim.window_effects(1.5 * test.T, test.cells, test.starts, 30)
     got = pehe(truth, est.effect(test.X, T0=test.T, T1=1.5 * test.T))
     zero = pehe(truth, np.zeros_like(truth))
-    assert got < 0.7 * zero, (got, zero)
+    assert got < 0.6 * zero, (got, zero)
 
 
 def test_propagated_counterfactual_state_follows_the_prior(panel) -> None:
