@@ -7,7 +7,7 @@ import pytest
 
 import kgcm
 from conftest import fast_params
-from kgcm.errors import InputError
+from kgcm.errors import ConfigError, InputError
 
 K = 8  # history steps of the panel's 12
 
@@ -99,6 +99,20 @@ def test_autonomous_prior_rolls_one_state_for_both_plans(panel) -> None:
     assert effect.shape == (40, 4) and np.isfinite(effect).all()
     # the plan acts on the outcome head only: same z draws, so the effect is the head's response
     assert np.abs(effect).mean() > 1e-3
+
+
+def test_rollout_loss_trains_the_prior_to_forecast(vae, panel) -> None:
+    params = {**fast_params("kgcm-vae"), "rollout_weight": 1.0, "rollout_steps": 4}
+    est = kgcm.make_estimator("kgcm-vae", **params).fit(panel["Y"], panel["T"], X=panel["X"])
+    assert all("train_rollout" in epoch for epoch in est.history_)
+    T0, T1 = _plans(panel["T"], shift=2.0)
+    X = panel["X"][:, :K]
+    effect = est.effect(X, T0=T0, T1=T1)
+    assert effect.shape == (40, 4) and np.abs(effect - vae.effect(X, T0=T0, T1=T1)).max() > 1e-6
+    with pytest.raises(ConfigError, match="prior='standard' has none"):
+        kgcm.make_estimator("kgcm-vae", **params, prior="standard").fit(
+            panel["Y"], panel["T"], X=panel["X"]
+        )
 
 
 def test_zero_effect_forecasts_zero(panel) -> None:

@@ -304,6 +304,14 @@ class KGCMVAE(NeuralSequenceEstimator):
         treatment's present and recent history (its mean over the last ``history`` steps),
         median-heuristic bandwidths on standardised values: a continuous, history-dependent
         treatment is not reduced to two groups.
+    rollout_weight : float
+        Weight of a factual forecast loss that trains the transition prior to carry the state
+        forward: z inferred from the start of a training window, rolled through the prior
+        under the factual treatment for ``rollout_steps`` steps, the outcome and covariates
+        predicted from the rolled path (the validation loss then adds the same roll's error
+        from the prior means). 0 (off) by default; what forecasts under a plan roll.
+    rollout_steps : int
+        Steps of that roll (capped at the window length minus one).
     n_draws : int
         Posterior draws of z per model for effects and intervals.
     n_ensemble : int
@@ -351,9 +359,11 @@ class KGCMVAE(NeuralSequenceEstimator):
         "history",
         "n_draws",
         "n_ensemble",
+        "rollout_steps",
     )
     _nonnegative: ClassVar[tuple[str, ...]] = (
         "kl_weight",
+        "rollout_weight",
         "mmd_weight",
         "reconstruction_weight",
         "adjacency_l1",
@@ -393,6 +403,8 @@ class KGCMVAE(NeuralSequenceEstimator):
         mmd_warmup: int = 10,
         balancing: str = "mmd",
         counterfactual_state: str = "held",
+        rollout_weight: float = 0.0,
+        rollout_steps: int = 10,
         n_draws: int = 30,
         n_ensemble: int = 1,
         training: TrainingConfig | Mapping[str, Any] | None = None,
@@ -419,6 +431,8 @@ class KGCMVAE(NeuralSequenceEstimator):
         self.mmd_warmup = mmd_warmup
         self.balancing = balancing
         self.counterfactual_state = counterfactual_state
+        self.rollout_weight = rollout_weight
+        self.rollout_steps = rollout_steps
         self.n_draws = n_draws
         self.n_ensemble = n_ensemble
         self.training = training
@@ -431,6 +445,11 @@ class KGCMVAE(NeuralSequenceEstimator):
                 "counterfactual_state='propagated' re-propagates z through the transition "
                 f"prior, but prior={self.prior!r} has none; use prior='transition' or "
                 "counterfactual_state='held'."
+            )
+        if self.rollout_weight and self.prior == "standard":
+            raise ConfigError(
+                "rollout_weight > 0 trains the transition prior to forecast, but "
+                "prior='standard' has none; use prior='transition' or rollout_weight=0."
             )
         p = data.X.shape[2]
         self.block_ = max(1, -(-self.latent_dim // p)) if (self.decoder and p) else 0
@@ -496,6 +515,10 @@ class KGCMVAE(NeuralSequenceEstimator):
                 if balance is not None:
                     loss = loss + self.mmd_weight * warmup(epoch, self.mmd_warmup) * balance
                     parts[self.balancing] = balance.item()
+            if self.rollout_weight and x.shape[1] > 1:
+                rolled = _rollout_loss(net, x, t, y, self.rollout_steps, self.reconstruction_weight)
+                loss = loss + self.rollout_weight * rolled
+                parts["rollout"] = rolled.item()
             parts["total"] = loss.item()
             return loss, parts
 
@@ -503,9 +526,12 @@ class KGCMVAE(NeuralSequenceEstimator):
 
     def _val_fn(self, net: KGCMNet):
         def val_fn(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-            mu, _ = net.posterior(batch["x"], batch["t"])
-            y_hat = net.outcome_mean(mu, net.treatment_features(batch["t"]))
-            return (y_hat - batch["y"]).pow(2).mean()
+            x, t, y = batch["x"], batch["t"], batch["y"]
+            mu, _ = net.posterior(x, t)
+            loss = (net.outcome_mean(mu, net.treatment_features(t)) - y).pow(2).mean()
+            if self.rollout_weight and x.shape[1] > 1:  # the factual forecast it trains for
+                loss = loss + _rollout_loss(net, x, t, y, self.rollout_steps, 0.0, sample=False)
+            return loss
 
         return val_fn
 
@@ -693,6 +719,42 @@ def _history_hsic(
         pick = torch.randperm(z.shape[0], device=z.device)[:max_rows]
         z, treat = z[pick], treat[pick]
     return hsic_rbf(z, treat)
+
+
+def _rollout_loss(
+    net: KGCMNet,
+    x: torch.Tensor,
+    t: torch.Tensor,
+    y: torch.Tensor,
+    steps: int,
+    reconstruction_weight: float,
+    *,
+    sample: bool = True,
+) -> torch.Tensor:
+    """Factual forecast error of the transition prior on a batch ``x (n, s, p)``, ``t``/``y
+    (n, s)``: z is inferred from the first ``k`` steps only (as a forecast is), its last step
+    rolled through p(z_t | z_{t-1}, v_t) under the factual treatment for ``h = min(steps,
+    s - 1)`` steps, and the outcome (and, weighted, the covariates) predicted from the rolled
+    path; ``k`` is drawn per batch in ``[1, s - h]``. Without ``sample`` the roll follows the
+    prior means (validation)."""
+    n_steps = x.shape[1]
+    h = min(steps, n_steps - 1)
+    k = int(torch.randint(1, n_steps - h + 1, ())) if sample else n_steps - h
+    mu, logvar = net.posterior(x[:, :k], t[:, :k])
+    z = mu[:, -1]
+    if sample:
+        z = z + torch.randn_like(z) * (0.5 * logvar[:, -1]).exp()
+    path = []
+    for j in range(h):  # a recursion in the steps, vectorised over units
+        mu_p, logvar_p = net.step(z, t[:, k + j])
+        z = mu_p + torch.randn_like(mu_p) * (0.5 * logvar_p).exp() if sample else mu_p
+        path.append(z)
+    rolled = torch.stack(path, dim=1)
+    tf = net.treatment_features(t)[:, k : k + h]
+    loss = (net.outcome_mean(rolled, tf) - y[:, k : k + h]).pow(2).mean()
+    if net.decoder is not None and reconstruction_weight:
+        loss = loss + reconstruction_weight * (net.decoder(rolled) - x[:, k : k + h]).pow(2).mean()
+    return loss
 
 
 def _propagate(net: KGCMNet, z0: torch.Tensor, t0: torch.Tensor, t1: torch.Tensor) -> torch.Tensor:
