@@ -48,13 +48,19 @@ def test_demo_tiny_writes_every_output(tmp_path) -> None:
     assert {"effect_lower", "effect_upper", "true_effect", "heldout", "lat", "lon"} <= set(
         ds.variables
     )
-    assert int(ds["heldout"].sum()) == 9  # 25% of 36 cells
+    # the share of the windows covering a step that were held out: whole cells here
+    held = ds["heldout"].isel(time=0)
+    assert int(held.sum()) == 9  # 25% of 36 cells
+    assert bool((ds["heldout"] == held).all())
     ds.close()
 
     cfg = load_config(DemoConfig, out / "config.toml")
     assert cfg.arctic.ny == 6 and cfg.seed == 0
     run = json.loads((out / "run.json").read_text())
     assert run["seed"] == 0 and "fit" in run["seconds"]
+    # one run.json layout for every command (kgcm.experiments.outputs)
+    assert run["command"] == "demo" and run["code_revision"] and run["torch"]
+    assert "effects.nc" in run["files"] and run["overlap"]["ok"] in (True, False)
 
     import kgcm
 

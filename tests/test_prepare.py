@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -291,7 +292,12 @@ def test_fit_and_effect_on_the_store(products, tmp_path) -> None:
     eff = xr.open_dataset(run / "effects.nc")
     assert {"effect", "effect_lower", "effect_upper", "sithick", "heldout"} <= set(eff.data_vars)
     assert eff["effect"].dims == ("time", "y", "x")
+    # the same effects.nc layout as the demo's (kgcm.experiments.outputs)
+    assert {"sithick_counterfactual", "treatment", "treatment_scenario"} <= set(eff.data_vars)
+    assert eff.attrs["Conventions"] == "CF-1.8" and eff.attrs["estimator"] == "kgcm-vae"
     assert (run / "effects_map.png").stat().st_size > 0
+    info = json.loads((run / "run.json").read_text())
+    assert info["command"] == "fit" and info["code_revision"] and "model.kgcm" in info["files"]
 
 
 def test_interrupted_write_resumes(products, tmp_path, monkeypatch) -> None:

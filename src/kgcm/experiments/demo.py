@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,12 +26,11 @@ import numpy as np
 import xarray as xr
 
 from kgcm import __version__
-from kgcm._io import atomic_path, atomic_write_text, output_folder
+from kgcm._io import atomic_write_text, output_folder
 from kgcm.config import EstimatorConfig, dump_toml
 from kgcm.errors import ConfigError
 from kgcm.estimators import make_estimator
 from kgcm.metrics import score_effects
-from kgcm.provenance import code_revision
 from kgcm.sequences import SequenceSet, split_units, to_sequences
 from kgcm.synthetic.arctic import ArcticConfig, ArcticSimulation, simulate_arctic
 from kgcm.treatments import Scenario
@@ -192,20 +190,17 @@ def _run_demo(
     _write_outputs(out, config, sim, seqs, test_idx, est, truth_all, effect_all, lower_all,
                    upper_all, metrics, t1_all)  # fmt: skip
     lap("write")
-    run_info = {
-        "kgcm_version": __version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "torch": _torch_version(),
-        "seed": config.seed,
-        "arctic_seed": config.arctic.seed,
-        "estimator": config.estimator.name,
-        "seconds": seconds,
-        "overlap": overlap,
-        "git_revision": code_revision(),
-        "files": sorted(p.name for p in out.iterdir() if not p.name.startswith(".")),
-    }
-    atomic_write_text(out / "run.json", json.dumps(run_info, indent=2) + "\n")
+    from kgcm.experiments.outputs import write_run_json
+
+    write_run_json(
+        out,
+        command="demo",
+        seed=config.seed,
+        estimator=config.estimator.name,
+        seconds=seconds,
+        arctic_seed=config.arctic.seed,
+        overlap=overlap,
+    )
     from kgcm.experiments.report import write_report
 
     write_report(out, log=log)  # inside the transaction: the manifest covers the report too
@@ -264,61 +259,44 @@ def _write_outputs(
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     est.save(out / "model.kgcm")
 
+    from kgcm.experiments.outputs import effects_dataset, heldout_share, write_effects
+
     scenario = config.scenario
-    desc = f"effect on sea-ice thickness of {scenario.describe('m/s')} (window-level intervention)"
-    heldout_units = np.zeros(seqs.n_units, dtype=bool)
-    heldout_units[test_idx] = True
+    is_test = np.zeros(seqs.n_units, dtype=bool)
+    is_test[test_idx] = True
     heldout = np.zeros(seqs.template.shape[1:], dtype=bool)
-    heldout[tuple(seqs.cells[heldout_units].T)] = True
-    level = f"{1 - config.alpha:.0%}"
-    m_attrs = {"units": "m"}
-    fields: list[tuple[str, np.ndarray | None, dict[str, str]]] = [
-        ("effect", effect_all, {**m_attrs, "long_name": "estimated " + desc}),
-        ("effect_lower", lower_all, {**m_attrs, "long_name": f"lower {level} interval bound"}),
-        ("effect_upper", upper_all, {**m_attrs, "long_name": f"upper {level} interval bound"}),
-        ("true_effect", truth_all, {**m_attrs, "long_name": "exact " + desc}),
-        ("sithick", seqs.Y, {**m_attrs, "standard_name": "sea_ice_thickness",
-                             "long_name": "factual sea-ice thickness"}),
-        ("sithick_counterfactual", seqs.Y + effect_all,
-         {**m_attrs, "long_name": "estimated sea-ice thickness under the scenario"}),
-        ("treatment", seqs.T, {"units": "m s-1", "long_name": "factual treatment"}),
-        ("treatment_scenario", t1_all,
-         {"units": "m s-1", "long_name": f"scenario treatment: {scenario.describe('m/s')}"}),
-    ]  # fmt: skip
-    variables = {
-        name: seqs.to_grid(values, name, attrs)
-        for name, values, attrs in fields
-        if values is not None
-    }
-    ds = xr.Dataset(variables)
-    ds["heldout"] = xr.DataArray(
-        heldout.astype(np.int8),
-        dims=("y", "x"),
-        attrs={
-            "long_name": "cell held out of training (1) or used for training (0)",
-            "flag_values": np.array([0, 1], dtype=np.int8),
-            "flag_meanings": "train heldout",
-        },
+    heldout[tuple(seqs.cells[is_test].T)] = True
+
+    def grid(values: np.ndarray | None) -> np.ndarray | None:
+        return None if values is None else seqs.to_grid(values, "v").values
+
+    ds = effects_dataset(
+        seqs.template,
+        outcome="sithick",
+        effect=grid(effect_all),
+        lower=grid(lower_all),
+        upper=grid(upper_all),
+        true_effect=grid(truth_all),
+        factual=grid(seqs.Y),
+        counterfactual=grid(seqs.Y + effect_all),
+        treatment=grid(seqs.T),
+        treatment_scenario=grid(t1_all),
+        heldout=heldout_share(seqs, is_test),
+        scenario=f"{scenario.describe('m/s')} (window-level intervention)",
+        estimator=config.estimator.name,
+        title="kgcm demo: estimated and exact effects on the arctic simulator",
+        alpha=config.alpha,
+        units="m",
+        treatment_units="m s-1",
+        overlap=metrics.get("overlap"),
+        source=f"kgcm {__version__} demo, estimator {config.estimator.name}",
+        history=f"kgcm demo (seed {config.seed}, arctic seed {config.arctic.seed})",
     )
-    for name in variables:
-        ds[name].attrs["coordinates"] = "lat lon"
-    ds.attrs = {
-        "Conventions": "CF-1.8",
-        "title": "kgcm demo: estimated and exact effects on the arctic simulator",
-        "source": f"kgcm {__version__} demo, estimator {config.estimator.name}",
-        "history": f"kgcm demo (seed {config.seed}, arctic seed {config.arctic.seed})",
-    }
-    overlap = metrics.get("overlap", {})
-    if not overlap.get("ok", True):
-        ds.attrs["overlap_warning"] = str(overlap["message"])
-    encoding = {name: {"zlib": True, "complevel": 4, "dtype": "float32"} for name in variables}
-    with atomic_path(out / "effects.nc") as tmp:
-        ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
+    ds["sithick"].attrs["standard_name"] = "sea_ice_thickness"
+    write_effects(ds, out / "effects.nc")
 
     heldout_da = xr.DataArray(heldout, dims=("y", "x"))
-    plots.effect_map(
-        variables["effect"], variables["true_effect"], out / "effect_map.png", heldout=heldout_da
-    )
+    plots.effect_map(ds["effect"], ds["true_effect"], out / "effect_map.png", heldout=heldout_da)
     cell = _example_cell(seqs, test_idx, truth_all)
     sel = np.flatnonzero((seqs.cells == cell).all(axis=1))
     sel = sel[np.argsort(seqs.starts[sel])]
@@ -342,12 +320,6 @@ def _example_cell(seqs: SequenceSet, test_idx: np.ndarray, truth: np.ndarray) ->
     unique, inverse = np.unique(cells, axis=0, return_inverse=True)
     per_cell = np.bincount(inverse.ravel(), weights=strength) / np.bincount(inverse.ravel())
     return unique[int(np.argmax(per_cell))]
-
-
-def _torch_version() -> str:
-    import torch
-
-    return str(torch.__version__)
 
 
 def metrics_table(metrics: dict[str, dict[str, float]]) -> list[list[str]]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -28,7 +27,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from kgcm._io import atomic_path, atomic_write_bytes, atomic_write_text, output_folder
+from kgcm._io import atomic_write_bytes, atomic_write_text, output_folder
 from kgcm.bounds import physical_bounds
 from kgcm.config import EstimatorConfig, dump_toml, from_dict, read_mapping
 from kgcm.errors import ConfigError, DataError, OutputError
@@ -355,7 +354,12 @@ def _run_fit(
     atomic_write_text(out / "config.toml", dump_toml(config_to_write))
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     _fit_figure(out, config, prep.units, test, forecasts, scores)
-    _write_run_json(out, config, {"fit": round(fit_s, 3)})
+    from kgcm.experiments.outputs import write_run_json
+
+    write_run_json(
+        out, command="fit", seed=config.seed, estimator=config.estimator.name,
+        seconds={"fit": round(fit_s, 3)}, overlap=overlap,
+    )  # fmt: skip
     _log_scores(log, config, scores, prep.units, scale)
     log(f"wrote {out}")
     return FitResult(out_dir=out, metrics=metrics)
@@ -440,21 +444,6 @@ def _log_scores(
 
 def _with_absolute_data(config: FitConfig, base: Path | None) -> FitConfig:
     return replace(config, data=str(_data_path(config, base).resolve()))
-
-
-def _write_run_json(out: Path, config: FitConfig, seconds: dict[str, float]) -> None:
-    from kgcm import __version__
-
-    info = {
-        "kgcm_version": __version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "seed": config.seed,
-        "estimator": config.estimator.name,
-        "seconds": seconds,
-        "files": sorted(p.name for p in out.iterdir() if not p.name.startswith(".")),
-    }
-    atomic_write_text(out / "run.json", json.dumps(info, indent=2) + "\n")
 
 
 def load_run_config(run_dir: str | os.PathLike[str]) -> FitConfig:
@@ -703,16 +692,27 @@ def _run_effect(
     log(f"effects of {describe} on {seqs.n_units:,} units")
     combined = scenario_effects(loaded.estimator, config, prep, seqs, t1, alpha)
     out_path = Path(out)
-    ds = _effects_dataset(seqs, config, combined, t1, is_test, alpha, describe)
-    if not overlap["ok"]:
-        ds.attrs["overlap_warning"] = overlap["message"]
-    if prep.units:
-        for name in ("effect", "effect_lower", "effect_upper", config.outcome,
-                     f"{config.outcome}_counterfactual"):  # fmt: skip
-            if name in ds:
-                ds[name].attrs["units"] = prep.units
-    with atomic_path(out_path) as tmp:
-        ds.to_netcdf(tmp)
+    from kgcm.experiments.outputs import effects_dataset, heldout_share, write_effects
+
+    ds = effects_dataset(
+        seqs.template,
+        outcome=config.outcome,
+        effect=combined["effect"],
+        lower=combined.get("effect_lower"),
+        upper=combined.get("effect_upper"),
+        factual=combined["factual"],
+        counterfactual=combined["factual"] + combined["effect"],
+        treatment=seqs.to_grid(seqs.T, "treatment").values,
+        treatment_scenario=seqs.to_grid(t1, "treatment_scenario").values,
+        heldout=heldout_share(seqs, is_test),
+        scenario=describe,
+        estimator=config.estimator.name,
+        title="kgcm effect estimates",
+        alpha=alpha,
+        units=prep.units or "",
+        overlap=overlap,
+    )
+    write_effects(ds, out_path)
     summary = _effect_summary(ds, config, scenario, describe, units, seqs.n_units, out_path, alpha)
     summary["overlap"] = overlap
     from kgcm.experiments.effect_maps import write_effect_maps
@@ -832,63 +832,6 @@ def _log_effect(log: Log, summary: dict[str, Any], outcome: str, units: str) -> 
             f"{', '.join(summary['sign_disagrees_in'])} (expected_sign = "
             f"{summary['expected_sign']!r}): a check to look into, not a constraint."
         )
-
-
-def _effects_dataset(
-    seqs: SequenceSet,
-    config: FitConfig,
-    combined: dict[str, np.ndarray],
-    t1: np.ndarray,
-    is_test: np.ndarray,
-    alpha: float,
-    describe: str,
-) -> xr.Dataset:
-    template = seqs.template
-    factual = combined["factual"]
-
-    def on_grid(values: np.ndarray, name: str, long_name: str) -> xr.DataArray:
-        return template.copy(data=values).rename(name).assign_attrs(long_name=long_name)
-
-    pieces = {
-        "effect": on_grid(
-            combined["effect"], "effect", f"effect on {config.outcome}: Y(T1) - Y(T0)"
-        ),
-        config.outcome: on_grid(factual, config.outcome, "factual outcome"),
-        f"{config.outcome}_counterfactual": on_grid(
-            factual + combined["effect"],
-            f"{config.outcome}_counterfactual",
-            f"estimated outcome under the scenario ({describe})",
-        ),
-        "treatment": seqs.to_grid(seqs.T, "treatment", {"long_name": "factual treatment T0"}),
-        "treatment_scenario": seqs.to_grid(
-            t1, "treatment_scenario", {"long_name": f"scenario treatment ({describe})"}
-        ),
-        "heldout": seqs.to_grid(
-            np.broadcast_to(is_test[:, None], seqs.Y.shape).astype(float),
-            "heldout",
-            {"long_name": "share of the windows covering the step that were held out of training"},
-            combine="mean",
-        ),
-    }
-    if "effect_lower" in combined:
-        level = f"{1 - alpha:.0%}"
-        pieces["effect_lower"] = on_grid(
-            combined["effect_lower"], "effect_lower", f"lower end of the {level} interval"
-        )
-        pieces["effect_upper"] = on_grid(
-            combined["effect_upper"], "effect_upper", f"upper end of the {level} interval"
-        )
-    pieces["effect"].attrs["outcome"] = config.outcome
-    ds = xr.Dataset(pieces)
-    ds.attrs.update(
-        title="kgcm effect estimates",
-        scenario=describe,
-        estimator=config.estimator.name,
-        Conventions="CF-1.8",
-    )
-    for name in ds.data_vars:
-        ds[name].encoding.update(zlib=True, complevel=4, dtype="float32", _FillValue=np.nan)
-    return ds
 
 
 def _fit_figure(
