@@ -194,6 +194,42 @@ def test_ct_confusion_leaves_the_head_alone(panel) -> None:
         torch.testing.assert_close(a, b)
 
 
+def test_ct_validates_on_the_rollout_it_is_scored_on() -> None:
+    """Early stopping reads the factual MSE of the whole-window rollout (the prediction effects
+    are made of) on the held-out units, not the teacher-forced fit: the kept weights' rollout
+    MSE, recomputed through ``predict``'s path on the validation split, is the best recorded
+    ``val_loss``, and the teacher-forced MSE of the same weights on the same units is not.
+    The outcome is persistent (AR(1)), so the observed past outcome is worth reading and the
+    two losses differ."""
+    from kgcm.estimators.causal_transformer import CausalTransformer
+    from kgcm.estimators.training import TrainingConfig, validation_split
+
+    rng = np.random.default_rng(0)
+    T = rng.normal(size=(60, 12))
+    Y = np.zeros_like(T)
+    for s in range(12):  # a few steps only: the loop builds the test data
+        Y[:, s] = (0.9 * Y[:, s - 1] if s else rng.normal(size=60)) + T[:, s]
+        Y[:, s] += 0.5 * rng.normal(size=60)
+    training = {"max_epochs": 8, "min_delta": 0.0, "learning_rate": 1e-2, "progress": False}
+    est = CausalTransformer(seed=0, **{**fast_params("causal-transformer"), "training": training})
+    est.fit(Y, T)
+    val, _ = validation_split(len(Y), TrainingConfig.coerce(training), seed=0)
+    val = val.numpy()
+    assert 0 < len(val) < len(Y)
+    y = est.y_scaler_.transform(Y[val])
+    rollout = float(np.mean((est.y_scaler_.transform(est.predict(None, T[val])) - y) ** 2))
+    with torch.no_grad():
+        _, y_tf = est.models_[0](
+            torch.as_tensor(est._covariates(np.zeros((len(val), 12, 0))), dtype=torch.float32),
+            torch.as_tensor(est.t_scaler_.transform(T[val]), dtype=torch.float32),
+            torch.as_tensor(y, dtype=torch.float32),
+        )
+    teacher_forced = float(np.mean((y_tf.numpy() - y) ** 2))
+    best = min(h["val_loss"] for h in est.history_)
+    assert rollout == pytest.approx(best, rel=1e-5)
+    assert teacher_forced < 0.8 * best, (teacher_forced, best)
+
+
 def test_paper_baselines_switches(panel) -> None:
     for name, head in (
         ("r-crn", "adversarial"),

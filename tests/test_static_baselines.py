@@ -245,7 +245,9 @@ def test_dynamic_dml_recovers_lagged_effects_and_matches_econml() -> None:
     T = 0.5 * X[..., 0] + rng.normal(size=(n, m))
     T_prev = np.concatenate([np.zeros((n, 1)), T[:, :-1]], axis=1)
     Y = T + 0.5 * T_prev + X[..., 0] + 0.3 * rng.normal(size=(n, m))
-    est = kgcm.make_estimator("dynamic-dml", seed=0, heterogeneity=False).fit(Y, T, X=X)
+    # the whole window as one group, as EconML's reference below is fitted
+    est = kgcm.make_estimator("dynamic-dml", seed=0, heterogeneity=False, n_lags=None)
+    est.fit(Y, T, X=X)
     effect, lo, hi = est.effect_with_interval(X, T0=T, T1=T + 1, alpha=0.1)
     # step 0 feels the contemporaneous effect only; later steps add the lag-1 effect
     np.testing.assert_allclose(effect.mean(axis=0), [1.0, 1.5, 1.5], atol=0.15)
@@ -263,6 +265,30 @@ def test_dynamic_dml_recovers_lagged_effects_and_matches_econml() -> None:
     np.testing.assert_allclose(effect[:, -1], np.ravel(ref_effect)[0], rtol=1e-6)
     np.testing.assert_allclose(lo[:, -1], np.ravel(ref_lo)[0], rtol=1e-6)
     np.testing.assert_allclose(hi[:, -1], np.ravel(ref_hi)[0], rtol=1e-6)
+
+
+def test_dynamic_dml_cuts_windows_into_groups_of_n_lags_steps() -> None:
+    """n_lags=m fits EconML on consecutive m-step sub-windows (w // m groups a unit): the same
+    model as the sub-windows passed as units, and effects that stop after m - 1 lags."""
+    pytest.importorskip("econml")
+    rng = np.random.default_rng(1)
+    n, w = 300, 6
+    X = rng.normal(size=(n, w, 2))
+    T = 0.5 * X[..., 0] + rng.normal(size=(n, w))
+    T_prev = np.concatenate([np.zeros((n, 1)), T[:, :-1]], axis=1)
+    Y = T + 0.5 * T_prev + X[..., 0] + 0.3 * rng.normal(size=(n, w))
+    est = kgcm.make_estimator("dynamic-dml", seed=0, heterogeneity=False, n_lags=2)
+    est.fit(Y, T, X=X)
+    assert est.n_lags_ == 2 and est.params_.shape == (2,)
+    cut = kgcm.make_estimator("dynamic-dml", seed=0, heterogeneity=False, n_lags=None)
+    cut.fit(Y.reshape(3 * n, 2), T.reshape(3 * n, 2), X=X.reshape(3 * n, 2, 2))
+    np.testing.assert_allclose(est.params_, cut.params_, rtol=1e-10)
+    effect = est.effect(X, T0=T, T1=T + 1)
+    np.testing.assert_allclose(effect.mean(axis=0), [1.0] + [1.5] * (w - 1), atol=0.1)
+    whole = kgcm.make_estimator("dynamic-dml", seed=0, heterogeneity=False, n_lags=None)
+    assert whole.fit(Y, T, X=X).n_lags_ == w
+    with pytest.raises(ConfigError, match="n_lags must be an integer >= 1; got 0"):
+        kgcm.make_estimator("dynamic-dml", n_lags=0).fit(Y, T, X=X)
 
 
 def test_dml_without_econml_names_the_extra(monkeypatch, panel) -> None:

@@ -393,16 +393,18 @@ def rollout_val_fn(seq: EncoderDecoder) -> Callable[[dict[str, torch.Tensor]], t
 
 
 def autoregressive_rollout(
-    step: Callable[[int, torch.Tensor], torch.Tensor], n_units: int, n_steps: int
+    step: Callable[[int, torch.Tensor], torch.Tensor], t: torch.Tensor
 ) -> torch.Tensor:
     r"""Fill outcomes one step at a time from a model that reads past outcomes.
 
     ``step(s, y_feed)`` returns :math:`\hat y_s` ``(n_units,)`` given ``y_feed``
     ``(n_units, s)``, the predictions for steps ``0..s-1`` (under the same treatment path).
-    Returns ``(n_units, n_steps)``.
+    ``t`` ``(n_units, n_steps)`` is that path; the outcomes take its shape, dtype and device
+    (the rollout runs on the training device when it validates). Every unit moves together:
+    the loop is over steps only. Returns ``(n_units, n_steps)``.
     """
-    y = torch.zeros(n_units, n_steps)
-    for s in range(n_steps):
+    y = torch.zeros_like(t)
+    for s in range(t.shape[1]):
         y[:, s] = step(s, y[:, :s])
     return y
 

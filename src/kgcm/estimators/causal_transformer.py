@@ -37,10 +37,13 @@ weight ramps as :math:`\lambda(p) = 2 / (1 + e^{-10 p}) - 1` with training progr
 
 Training uses teacher forcing (factual :math:`y_{<t}`), as in the paper. ``predict`` has no
 observed outcomes, so it rolls out: :math:`\hat y_t` is computed from the predictions
-:math:`\hat y_{<t}` under the same treatment path. Departures: no exponential moving average
-of weights; one cross-attention module per stream shared by its two partner streams; a
-representation from the three streams only (no separate static-feature input; static
-covariates travel in ``X``).
+:math:`\hat y_{<t}` under the same treatment path; every effect is the difference of two such
+rollouts. Validation, and so early stopping and the weights kept, scores that rollout (the
+factual MSE of :meth:`CausalTransformerNet.rollout` on the held-out units), not the
+teacher-forced fit: a model is kept for the predictions it is asked for. Departures: no
+exponential moving average of weights; one cross-attention module per stream shared by its two
+partner streams; a representation from the three streams only (no separate static-feature
+input; static covariates travel in ``X``).
 """
 
 from __future__ import annotations
@@ -195,7 +198,7 @@ class CausalTransformerNet(nn.Module):
             phi = self.represent(x[:, : s + 1], t_prev, y_prev)
             return self.head(phi[:, s], t[:, s])
 
-        return autoregressive_rollout(step, t.shape[0], t.shape[1])
+        return autoregressive_rollout(step, t)
 
 
 class CausalTransformer(NeuralSequenceEstimator):
@@ -230,7 +233,8 @@ class CausalTransformer(NeuralSequenceEstimator):
     history_ : list of dict
         Per epoch: ``train_outcome`` (teacher-forced MSE), ``train_treatment`` (head NLL),
         ``train_confusion`` (KL to the marginal), ``train_alpha``, ``train_total``,
-        ``val_loss`` (teacher-forced MSE).
+        ``val_loss`` (MSE of the whole-window rollout on the validation units, scaled units;
+        the criterion of early stopping).
     """
 
     name: ClassVar[str] = "causal-transformer"
@@ -324,7 +328,8 @@ class CausalTransformer(NeuralSequenceEstimator):
     @staticmethod
     def _val_fn(net: CausalTransformerNet):
         def val_fn(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-            return (net(batch["x"], batch["t"], batch["y"])[1] - batch["y"]).pow(2).mean()
+            # the prediction effects are made of: no observed outcome is read, ŷ is fed back
+            return (net.rollout(batch["x"], batch["t"]) - batch["y"]).pow(2).mean()
 
         return val_fn
 

@@ -28,7 +28,7 @@ from torch import nn
 
 from kgcm.errors import ConfigError, did_you_mean
 
-__all__ = ["TrainingConfig", "fit_module", "resolve_device", "to_tensor"]
+__all__ = ["TrainingConfig", "fit_module", "resolve_device", "to_tensor", "validation_split"]
 
 Batch = dict[str, torch.Tensor]
 LossFn = Callable[[Batch, int], tuple[torch.Tensor, dict[str, float]]]
@@ -164,6 +164,26 @@ def to_tensor(a: np.ndarray) -> torch.Tensor:
     return torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32)
 
 
+def validation_split(
+    n_units: int, config: TrainingConfig, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The units :func:`fit_module` holds out for validation with ``seed``, and those it trains
+    on: ``(val_idx, train_idx)``, long tensors. ``val_idx`` is empty when there is no split
+    (``val_fraction = 0`` or fewer than 5 units; the training loss is monitored then)."""
+    return _split(n_units, config.val_fraction, torch.Generator().manual_seed(seed))
+
+
+def _split(
+    n_units: int, val_fraction: float, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    # the first draw of the loop's generator, so the batch order after it stays as it was
+    perm = torch.randperm(n_units, generator=gen)
+    n_val = round(val_fraction * n_units) if n_units >= 5 else 0
+    if val_fraction > 0 and n_units >= 5:
+        n_val = max(1, n_val)
+    return perm[:n_val], perm[n_val:]
+
+
 def _auto_batch_size(n_train: int) -> int:
     return int(min(256, max(16, n_train // 16)))
 
@@ -206,11 +226,8 @@ def fit_module(
         module = build()
         train_step, validate = loss_fn(module), val_fn(module)
         gen = torch.Generator().manual_seed(seed)
-        perm = torch.randperm(n_units, generator=gen)
-        n_val = round(config.val_fraction * n_units) if n_units >= 5 else 0
-        if config.val_fraction > 0 and n_units >= 5:
-            n_val = max(1, n_val)
-        val_idx, train_idx = perm[:n_val], perm[n_val:]
+        val_idx, train_idx = _split(n_units, config.val_fraction, gen)
+        n_val = len(val_idx)
         module.to(device)
         train = {k: v[train_idx].to(device) for k, v in data.items()}
         val = {k: v[val_idx].to(device) for k, v in data.items()} if n_val else train
