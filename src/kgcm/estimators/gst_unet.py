@@ -499,8 +499,10 @@ class GSTUNet(MemberEnsemble, BaseEstimator):
     models_ : list of UNet
         The full-data fit, then the bootstrap refits.
     history_ : list of dict
-        Per epoch of the full-data fit: ``train_loss``, ``val_loss`` (mean squared G-computation
-        residual over all heads), ``lr``, ``seconds``.
+        Per epoch of the full-data fit: ``train_loss`` (mean squared G-computation residual
+        over all heads), ``val_loss`` (the factual validation loss on held-out frames: mean
+        squared error of every head's prediction of the observed outcome under the factual
+        path), ``lr``, ``seconds``.
     histories_ : list of list of dict
         One history per model.
     """
@@ -662,12 +664,17 @@ class GSTUNet(MemberEnsemble, BaseEstimator):
         net: nn.Module,
         batch: dict[str, torch.Tensor],
         look_ahead: torch.Tensor,
-        donor: torch.Tensor,
+        donor: torch.Tensor | None,
         valid: torch.Tensor,
     ) -> torch.Tensor:
-        """Residuals ``(B, H, W)`` of head ``d`` against its G-computation target."""
+        """Residuals ``(B, H, W)`` of head ``d`` against its G-computation target, or with
+        ``donor=None`` against the observed outcome under the factual path (the factual
+        validation loss)."""
         x, t, y, step = batch["x"], batch["t"], batch["y"], batch["step"]
         k = t.shape[1]
+        if donor is None:
+            pred = _head(net(_network_input(x, t, y, step, valid, look_ahead)), look_ahead)
+            return pred - batch["y_now"]
         pos = torch.arange(k, device=t.device)[None, :]
         factual = (pos < (k - look_ahead)[:, None])[:, :, None, None]  # steps up to the anchor
         path = torch.where(factual, t, donor)
@@ -683,10 +690,11 @@ class GSTUNet(MemberEnsemble, BaseEstimator):
         self,
         net: nn.Module,
         batch: dict[str, torch.Tensor],
-        donor: torch.Tensor,
+        donor: torch.Tensor | None,
         valid: torch.Tensor,
     ) -> torch.Tensor:
-        """Weighted mean squared residual of every head ``d = 0..min(k, s)`` on every frame.
+        """Weighted mean squared residual of every head ``d = 0..min(k, s)`` on every frame
+        (``donor=None``: factual residuals, see ``_g_residuals``).
 
         All heads see every frame (rather than one drawn head per frame): on a grid a batch
         holds few frames, and a head drawn per frame left each regression of the chain with a
@@ -700,7 +708,8 @@ class GSTUNet(MemberEnsemble, BaseEstimator):
             return a.repeat_interleave(k + 1, dim=0)
 
         repeated = {name: rep(batch[name]) for name in ("x", "t", "y", "y_now", "step")}
-        residual = self._g_residuals(net, repeated, look_ahead, rep(donor), rep(valid))
+        donors = None if donor is None else rep(donor)
+        residual = self._g_residuals(net, repeated, look_ahead, donors, rep(valid))
         feasible = (repeated["step"] >= look_ahead)[:, None, None].to(valid.dtype)
         mask = rep(valid * batch["weight"]) * feasible
         return (mask * residual.pow(2)).sum() / mask.sum().clamp(min=1e-8)
@@ -728,20 +737,16 @@ class GSTUNet(MemberEnsemble, BaseEstimator):
         return loss_fn
 
     def _val_fn(self, net: nn.Module) -> Callable[[dict[str, torch.Tensor]], torch.Tensor]:
-        offset = float(self.t_scaler_.mean[0] / self.t_scaler_.scale[0])
-
         def val_fn(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-            # deterministic: per-pixel donors from a generator seeded afresh for every batch
-            # (the same draws every epoch), no dropout
-            generator = torch.Generator().manual_seed(int(self.seed))
-            donor = _donor_paths(
-                batch["t"], batch["valid"], batch["step"], offset=offset, generator=generator
-            )
-            return self._all_heads_loss(net, batch, donor, batch["valid"])
+            # factual validation loss: every head d predicts the observed y_s from the history
+            # up to its anchor s - d and the factual path after it, against y_s itself. The
+            # G-computation residual is no measure of progress: its targets for d >= 1 are the
+            # network's own outputs, small while the chain of regressions is still flat, so it
+            # rises as the heads learn and early stopping on it kept near-constant heads.
+            return self._all_heads_loss(net, batch, None, batch["valid"])
 
         return val_fn
 
-    # ---- predict -------------------------------------------------------------------------
     def _with_known_units(
         self, layout: GridLayout, x: np.ndarray, t: np.ndarray
     ) -> tuple[GridLayout, np.ndarray, np.ndarray]:
