@@ -11,7 +11,7 @@ import torch
 import kgcm
 from kgcm import metrics
 from kgcm.errors import ConfigError, InputError
-from kgcm.estimators.gst_unet import GSTUNet, _donor_paths, grid_layout
+from kgcm.estimators.gst_unet import GSTUNet, _donor_paths, _frames, grid_layout
 from kgcm.experiments import benchmark as bm
 from kgcm.sequences import split_units, to_sequences
 from kgcm.synthetic.arctic import ArcticConfig, simulate_arctic
@@ -161,6 +161,24 @@ def test_donor_paths_are_drawn_per_pixel() -> None:
     only_first = _donor_paths(t, valid, short, offset=0.0, generator=gen)
     ratio = only_first / values[0].max()
     assert float(ratio.max()) <= 2.0 + 1e-5 and float(only_first.min()) >= 0.5 - 1e-5
+
+
+def test_validation_loss_does_not_reward_flat_heads(world, spatial_fit) -> None:
+    # a network whose heads all output the mean: every head misses the observed outcome, so
+    # the factual validation loss is the outcome's scaled variance, not the share of head 0
+    _, train, _ = world
+    grid = grid_layout(train.X_xarray(index=True))
+    est = spatial_fit
+    y = est.y_scaler_.transform(train.Y)
+    frames = _frames(
+        grid, est.x_scaler_.transform(train.X), est.t_scaler_.transform(train.T), y, est.context
+    )
+    flat = est._build()
+    torch.nn.init.zeros_(flat.heads[-1].weight)
+    torch.nn.init.zeros_(flat.heads[-1].bias)
+    with torch.no_grad():
+        loss = float(est._val_fn(flat)(frames))
+    assert loss == pytest.approx(float(np.mean(y**2)), rel=0.05)
 
 
 def test_default_context_covers_the_response() -> None:
