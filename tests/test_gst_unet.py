@@ -1,18 +1,20 @@
-"""GST-UNet beyond the conformance suite: placing units on the grid, the spatial path, effect
-recovery on a small arctic world, cell-bootstrap intervals and the benchmark's grid index."""
+"""GST-UNet beyond the conformance suite: placing units on the grid, the spatial path,
+transductive prediction frames, per-pixel donor paths, effect recovery on a small arctic world,
+cell-bootstrap intervals and the benchmark's grid index."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 import kgcm
 from kgcm import metrics
 from kgcm.errors import ConfigError, InputError
-from kgcm.estimators.gst_unet import GSTUNet, grid_layout
+from kgcm.estimators.gst_unet import GSTUNet, _donor_paths, _frames, grid_layout
 from kgcm.experiments import benchmark as bm
 from kgcm.sequences import split_units, to_sequences
-from kgcm.synthetic.arctic import simulate_arctic
+from kgcm.synthetic.arctic import ArcticConfig, simulate_arctic
 
 #: a few seconds on one core: 12 x 12 cells, 4 windows of 30 days
 FAST = {
@@ -100,6 +102,99 @@ def test_neighbours_reach_a_prediction_only_on_the_grid(world, spatial_fit) -> N
     np.testing.assert_array_equal(pixels.predict(after_x, few.T)[0], before[0])
 
 
+def test_prediction_frames_hold_the_training_units(world, spatial_fit) -> None:
+    _, train, test = world
+    X_train = train.X_xarray(index=True)
+    # a few training units asked alone see the same frames as the whole training set
+    few = np.arange(0, train.Y.shape[0], 7)
+    alone = spatial_fit.predict(train.subset(few).X_xarray(index=True), train.subset(few).T)
+    np.testing.assert_allclose(alone, spatial_fit.predict(X_train, train.T)[few], atol=1e-5)
+    # held-out cells: frames filled with the training cells differ from query-only frames
+    X_test = test.X_xarray(index=True)
+    full = spatial_fit.predict(X_test, test.T)
+    spatial_fit.transductive = False  # read at prediction: the same weights, query-only frames
+    try:
+        query_only = spatial_fit.predict(X_test, test.T)
+    finally:
+        spatial_fit.transductive = True
+    assert np.abs(full - query_only).mean() > 1e-3
+
+
+def test_a_counterfactual_moves_only_the_query_units(world, spatial_fit) -> None:
+    _, train, _ = world
+    X = train.X_xarray(index=True)
+    few = np.arange(0, train.Y.shape[0], 5)
+    sub = train.subset(few)
+    effect = spatial_fit.effect(sub.X_xarray(index=True), T0=sub.T, T1=1.5 * sub.T)
+    # the same as asking about every unit with the path changed on the query units alone
+    T1 = train.T.copy()
+    T1[few] *= 1.5
+    whole = spatial_fit.predict(X, T1) - spatial_fit.predict(X, train.T)
+    np.testing.assert_allclose(effect, whole[few], atol=1e-5)
+    # and not the same as changing every unit's path (the filled neighbours stay factual)
+    field = spatial_fit.predict(X, 1.5 * train.T) - spatial_fit.predict(X, train.T)
+    assert np.abs(field[few] - effect).max() > 1e-4
+
+
+def test_donor_paths_are_drawn_per_pixel() -> None:
+    batch, k, h, w = 3, 4, 5, 6
+    # every pixel's path is one value over its context; pixels without a unit hold 1000
+    values = torch.arange(1.0, 1.0 + batch * h * w).reshape(batch, 1, h, w)
+    t = values.expand(batch, k, h, w).clone()
+    valid = torch.ones(batch, h, w)
+    valid[:, 0, :] = 0.0
+    t[:, :, 0, :] = 1000.0
+    step = torch.full((batch,), k - 1)
+    gen = torch.Generator().manual_seed(0)
+    donor = _donor_paths(t, valid, step, offset=0.0, generator=gen)
+    assert donor.shape == t.shape
+    # each pixel's donor is one pixel's path times a factor in [1/2, 2]
+    torch.testing.assert_close(donor, donor[:, :1].expand_as(donor))
+    assert float(donor.max()) < 2.0 * batch * h * w + 1e-3  # never a pixel without a unit
+    # independent across the pixels of one frame, not one path for the field
+    for b in range(batch):
+        assert len(torch.unique(donor[b, 0])) > h * w // 2
+    # deterministic given the generator; frames with a short context do not donate
+    again = _donor_paths(t, valid, step, offset=0.0, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(donor, again)
+    short = torch.tensor([k - 1, 0, 0])
+    only_first = _donor_paths(t, valid, short, offset=0.0, generator=gen)
+    ratio = only_first / values[0].max()
+    assert float(ratio.max()) <= 2.0 + 1e-5 and float(only_first.min()) >= 0.5 - 1e-5
+
+
+def test_validation_loss_does_not_reward_flat_heads(world, spatial_fit) -> None:
+    # a network whose heads all output the mean: every head misses the observed outcome, so
+    # the factual validation loss is the outcome's scaled variance, not the share of head 0
+    _, train, _ = world
+    grid = grid_layout(train.X_xarray(index=True))
+    est = spatial_fit
+    y = est.y_scaler_.transform(train.Y)
+    frames = _frames(
+        grid, est.x_scaler_.transform(train.X), est.t_scaler_.transform(train.T), y, est.context
+    )
+    flat = est._build()
+    torch.nn.init.zeros_(flat.heads[-1].weight)
+    torch.nn.init.zeros_(flat.heads[-1].bias)
+    with torch.no_grad():
+        loss = float(est._val_fn(flat)(frames))
+    assert loss == pytest.approx(float(np.mean(y**2)), rel=0.05)
+
+
+def test_default_context_covers_the_response() -> None:
+    assert GSTUNet().context >= ArcticConfig().response_length
+
+
+def test_the_arctic_benchmark_does_not_cap_its_epochs() -> None:
+    import tomllib
+    from pathlib import Path
+
+    config = Path(__file__).parents[1] / "configs" / "benchmark-arctic.toml"
+    entries = tomllib.loads(config.read_text())["estimators"]
+    (gst,) = [e for e in entries if e["name"] == "gst-unet"]
+    assert "max_epochs" not in gst.get("params", {}).get("training", {})
+
+
 def test_effect_recovery_beats_zero_effect(world, spatial_fit) -> None:
     sim, _, test = world
     T1 = 1.5 * test.T
@@ -136,6 +231,7 @@ def test_layout_errors_name_the_fix(small) -> None:
         ({"context": 0}, r"context must be an integer >= 1; got 0"),
         ({"width": 2.5}, r"width must be an integer >= 1; got 2.5"),
         ({"cell_dropout": 1.0}, r"cell_dropout must be a number in \[0, 1\); got 1.0"),
+        ({"transductive": "yes"}, r"transductive must be true or false; got 'yes'"),
     ],
 )
 def test_bad_parameters_are_refused(params, message, panel) -> None:

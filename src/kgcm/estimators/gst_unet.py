@@ -75,20 +75,41 @@ Departures from the paper, and why:
   carry no further information (choose ``context`` at least as long as the response memory).
 - *Any path after fitting.* The paper fits its heads for one planned intervention; the contract
   asks for effects of paths given only after ``fit``. Training therefore draws the intervention
-  after the anchor independently of the data: another training frame's factual path (same
-  context steps) times a factor drawn log-uniformly in [1/2, 2] per frame, applied in raw
-  units (so ``1.5 × T0`` lies inside the training paths). Because the drawn path does not
-  depend on the history, each regression still targets the G-formula at that path, and one
-  network serves every path in the support.
+  after the anchor independently of the data, **per pixel**: every pixel gets the context path
+  of an independently drawn donor (a pixel holding a unit, in any frame of the batch) times
+  its own factor drawn log-uniformly in [1/2, 2], applied in raw units (so ``1.5 × T0`` lies
+  inside the training paths). Because the drawn path does not depend on the history, each
+  regression still targets the G-formula at that path, and one network serves every path in
+  the support. Per pixel rather than one path for the whole field: the simulated world has no
+  interference (a cell's ice responds to its own treatment only), and coherent field-wide
+  interventions let the network spread a cell's own response over its neighbours' paths.
 - *Training* is joint over all heads with stop-gradient pseudo-outcomes from the current
   network, through the shared loop (no curriculum over heads). Every head sees every frame:
   on a grid a batch holds few frames, and one head drawn per frame propagated the chain of
-  regressions too slowly to be usable.
+  regressions too slowly to be usable. Early stopping (the shared loop's) watches a
+  *factual* validation loss on held-out frames: every head :math:`d` predicting the observed
+  :math:`y_s` from the history up to :math:`s - d` and the factual path after it. The
+  G-computation residual is no measure of progress (its targets for :math:`d \ge 1` are the
+  network's own outputs, small while the heads are flat, so it rises as the chain learns):
+  at context 10 on a 12 × 12 ``arctic`` world stopping on it kept near-constant heads.
 - *Outcome window*: within a window only the window's own steps are seen; context before its
   first step is zeros, so the first :math:`k` steps use shorter histories.
-- *Held-out cells*: prediction sees only the units it is given (in the benchmark, the held-out
-  cells, about a quarter of the grid), so training hides a random share of the units of each
-  frame (up to ``cell_dropout``) from the inputs and the loss.
+- *Held-out cells* (transductive prediction, ``transductive=True``, the default): ``fit``
+  keeps the training units' scaled covariates and factual treatments keyed by
+  ``(start, cell)`` (``known_``, saved with the model). At prediction every frame is filled
+  with the training units of that window (same ``start``, same window length) on the pixels
+  no query unit holds, under their factual treatment, and then the query units are placed;
+  only the query units' outputs are returned. So the U-Net sees the whole grid, as in
+  training, rather than frames holding only the held-out cells (in the benchmark about a
+  quarter of the grid). What is transductive: a prediction depends on the training data of
+  the same windows, and a counterfactual path changes only the query units' treatment (the
+  filled neighbours stay factual) unless the caller passes every unit of the window. A query
+  window whose ``start`` was not seen in training (or of another length) is predicted from
+  its own units alone, and a model must not be asked about another world whose windows
+  share the training ``start`` values (it would fill them with this world's cells); set
+  ``transductive=False`` for frames holding the query units alone. Training also hides a
+  random share of the units of each frame (up to ``cell_dropout``) from the inputs and the
+  loss.
 - *Intervals* by the cell bootstrap above (ours).
 
 Known limitation (measured on the ``arctic`` simulator): G-computation adjusts for the observed
@@ -146,6 +167,8 @@ class GridLayout:
         Bootstrap cluster of every unit: its cell (spatial) or the unit itself (pixels).
     spatial : bool
         False for the degenerate layout, every unit its own 1 × 1 frame.
+    start : ndarray (n_units,) of int
+        The ``start`` coordinate of every unit (its window's first time step; 0 for pixels).
     """
 
     group: np.ndarray
@@ -156,13 +179,54 @@ class GridLayout:
     width: int
     cluster: np.ndarray
     spatial: bool
+    start: np.ndarray
 
     @classmethod
     def pixels(cls, n_units: int) -> GridLayout:
         """Every unit its own 1 × 1 frame (no spatial information)."""
         zeros = np.zeros(n_units, dtype=np.int64)
         units = np.arange(n_units)
-        return cls(units, zeros, zeros, n_units, 1, 1, units, spatial=False)
+        return cls(units, zeros, zeros, n_units, 1, 1, units, spatial=False, start=zeros)
+
+    @classmethod
+    def place(
+        cls,
+        starts: np.ndarray,
+        rows: np.ndarray,
+        cols: np.ndarray,
+        *,
+        height: int | None = None,
+        width: int | None = None,
+    ) -> GridLayout:
+        """Units at ``(start, row, col)`` on a grid of at least ``height × width`` (default: the
+        smallest holding them); units with the same start share a frame. Two units on one pixel
+        of one frame are refused."""
+        height = max(int(rows.max()) + 1, height or 0)
+        width = max(int(cols.max()) + 1, width or 0)
+        _, group = np.unique(starts, return_inverse=True)
+        cluster = rows * width + cols
+        key = group.astype(np.int64) * (height * width) + cluster
+        _, first, counts = np.unique(key, return_index=True, return_counts=True)
+        if np.any(counts > 1):
+            clash = key[first[np.argmax(counts > 1)]]
+            a, b = np.flatnonzero(key == clash)[:2]
+            raise InputError(
+                f"units {a} and {b} both sit at cell (cell_y={rows[a]}, cell_x={cols[a]}) with "
+                f"start={starts[a]}; each window of a cell must be one unit. Give every window "
+                f"its first step as a 'start' coordinate on the unit dim "
+                f"(SequenceSet.X_xarray(index=True) does)."
+            )
+        return cls(
+            group=group.astype(np.int64).reshape(-1),
+            row=rows,
+            col=cols,
+            n_groups=int(group.max()) + 1,
+            height=height,
+            width=width,
+            cluster=cluster,
+            spatial=True,
+            start=starts,
+        )
 
     def to_grid(self, values: np.ndarray) -> np.ndarray:
         """Per-unit values ``(n_units, S[, p])`` onto frames ``(G, S[, p], H, W)``; 0 elsewhere."""
@@ -225,30 +289,7 @@ def grid_layout(X: Any) -> GridLayout | None:
     cols = np.zeros(n, np.int64) if cols is None else cols
     starts = _unit_coord(X, "start")
     starts = np.zeros(n, np.int64) if starts is None else starts
-    _, group = np.unique(starts, return_inverse=True)
-    height, width = int(rows.max()) + 1, int(cols.max()) + 1
-    cluster = rows * width + cols
-    key = group.astype(np.int64) * (height * width) + cluster
-    _, first, counts = np.unique(key, return_index=True, return_counts=True)
-    if np.any(counts > 1):
-        clash = key[first[np.argmax(counts > 1)]]
-        a, b = np.flatnonzero(key == clash)[:2]
-        raise InputError(
-            f"units {a} and {b} both sit at cell (cell_y={rows[a]}, cell_x={cols[a]}) with "
-            f"start={starts[a]}; each window of a cell must be one unit. Give every window its "
-            f"first step as a 'start' coordinate on the unit dim "
-            f"(SequenceSet.X_xarray(index=True) does)."
-        )
-    return GridLayout(
-        group=group.astype(np.int64),
-        row=rows,
-        col=cols,
-        n_groups=int(group.max()) + 1,
-        height=height,
-        width=width,
-        cluster=cluster,
-        spatial=True,
-    )
+    return GridLayout.place(starts, rows, cols)
 
 
 # --------------------------------------------------------------------------------------------
@@ -329,6 +370,46 @@ def _network_input(
     return z * valid[:, None]
 
 
+def _donor_paths(
+    t: torch.Tensor,
+    valid: torch.Tensor,
+    step: torch.Tensor,
+    *,
+    offset: float,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Intervention paths for training, drawn per pixel: ``(B, k, H, W)``.
+
+    Every pixel of every frame gets the context path of an independently drawn donor pixel
+    (any pixel of the batch holding a unit, ``valid``; among those, frames whose ``k`` context
+    steps lie inside the window when there are any, so the donor path has no zero padding),
+    times its own factor drawn log-uniformly in ``[1/_DONOR_SCALE, _DONOR_SCALE]`` and applied
+    in raw units (``c T`` is ``c t + (c - 1) mean / sd`` once scaled; ``offset = mean / sd``).
+    Pixels get independent paths because the simulated world has no interference: a
+    field-wide coherent intervention would teach the network to spread a cell's response over
+    its neighbours. The draws do not depend on the frame's data, so each regression still
+    targets the G-formula at the drawn path.
+
+    ``t (B, k, H, W)``: the batch's scaled factual context paths; ``valid (B, H, W)``;
+    ``step (B,)``. Draws come from ``generator`` (on the CPU) or torch's default generator.
+    """
+    batch, k, height, width = t.shape
+    full = (step >= k - 1).to(valid.dtype)[:, None, None]
+    weights = (valid * full).flatten()
+    if not bool(weights.sum() > 0):  # no frame of the batch has a full context in its window
+        weights = valid.flatten()
+    n = batch * height * width
+    draw_device = "cpu" if generator is not None else t.device
+    pick = torch.multinomial(
+        weights.to(draw_device, torch.float64), n, replacement=True, generator=generator
+    ).to(t.device)
+    u = torch.rand(n, generator=generator, device=draw_device).to(t.device, t.dtype)
+    factor = torch.exp((2.0 * u - 1.0) * math.log(_DONOR_SCALE))[:, None]
+    pixels = t.permute(0, 2, 3, 1).reshape(n, k)  # (B H W, k): every pixel's context path
+    donor = pixels[pick] * factor + (factor - 1.0) * offset
+    return donor.reshape(batch, height, width, k).permute(0, 3, 1, 2)
+
+
 def _head(out: torch.Tensor, look_ahead: torch.Tensor) -> torch.Tensor:
     """Pick head ``look_ahead[b]`` of ``out (B, k + 1, H, W)`` per frame: ``(B, H, W)``."""
     index = look_ahead[:, None, None, None].expand(-1, 1, *out.shape[2:])
@@ -392,7 +473,9 @@ class GSTUNet(MemberEnsemble, BaseEstimator):
     seed : int
         Seeds initialisation, splits, batches, the drawn intervention paths and the bootstrap.
     context : int
-        k: steps of temporal context stacked as channels, and the G-computation horizon.
+        k: steps of temporal context stacked as channels, and the G-computation horizon. The
+        default, 10, is the ``arctic`` world's response length (its SIT responds to the last
+        10 days of treatment), so the context holds the whole response memory.
     width : int
         Channels of the U-Net's first level (then 2×, 4×).
     n_bootstrap : int
@@ -401,6 +484,11 @@ class GSTUNet(MemberEnsemble, BaseEstimator):
     cell_dropout : float in [0, 1)
         Largest share of the units of a training frame hidden from inputs and loss (the share
         is drawn uniformly on ``[0, cell_dropout]`` per frame); only on a grid.
+    transductive : bool
+        On a grid, fill prediction frames with the training units of the same windows (same
+        ``start`` and length) under their factual treatment, so the U-Net sees the whole
+        grid as in training; only the query units' outputs return. False: prediction frames
+        hold the query units alone. See the module docstring.
     training : TrainingConfig or dict, optional
         Settings of the shared training loop; the units it splits and batches are frames
         (window start × step).
@@ -409,11 +497,17 @@ class GSTUNet(MemberEnsemble, BaseEstimator):
     ----------
     spatial_ : bool
         Whether ``fit`` received a grid (False: units were independent pixels).
+    known_ : dict of tensors
+        On a grid, the training units' ``start``, ``row``, ``col`` (n,), scaled covariates
+        ``x`` (n, S, p) and treatments ``t`` (n, S) and the training ``grid`` (H, W): what
+        prediction frames are filled with. Empty for pixels.
     models_ : list of UNet
         The full-data fit, then the bootstrap refits.
     history_ : list of dict
-        Per epoch of the full-data fit: ``train_loss``, ``val_loss`` (mean squared G-computation
-        residual over all heads), ``lr``, ``seconds``.
+        Per epoch of the full-data fit: ``train_loss`` (mean squared G-computation residual
+        over all heads), ``val_loss`` (the factual validation loss on held-out frames: mean
+        squared error of every head's prediction of the observed outcome under the factual
+        path), ``lr``, ``seconds``.
     histories_ : list of list of dict
         One history per model.
     """
@@ -441,10 +535,11 @@ class GSTUNet(MemberEnsemble, BaseEstimator):
         self,
         *,
         seed: int = 0,
-        context: int = 5,
+        context: int = 10,
         width: int = 16,
         n_bootstrap: int = 5,
         cell_dropout: float = 0.5,
+        transductive: bool = True,
         training: TrainingConfig | Mapping[str, Any] | None = None,
     ) -> None:
         self.seed = seed
@@ -452,6 +547,7 @@ class GSTUNet(MemberEnsemble, BaseEstimator):
         self.width = width
         self.n_bootstrap = n_bootstrap
         self.cell_dropout = cell_dropout
+        self.transductive = transductive
         self.training = training
 
     # ---- the grid, read from the caller's X ---------------------------------------------
@@ -505,6 +601,8 @@ class GSTUNet(MemberEnsemble, BaseEstimator):
         drop = self.cell_dropout
         if isinstance(drop, bool) or not isinstance(drop, int | float) or not 0 <= drop < 1:
             raise ConfigError(f"cell_dropout must be a number in [0, 1); got {drop!r}.")
+        if not isinstance(self.transductive, bool | np.bool_):
+            raise ConfigError(f"transductive must be true or false; got {self.transductive!r}.")
         return TrainingConfig.coerce(self.training)
 
     # ---- fit -----------------------------------------------------------------------------
@@ -532,6 +630,17 @@ class GSTUNet(MemberEnsemble, BaseEstimator):
         t = self.t_scaler_.transform(data.T)
         y = self.y_scaler_.transform(data.Y)
         frames = _frames(layout, x, t, y, int(self.context))
+        if layout.spatial:  # what prediction frames are filled with (transductive, see above)
+            self.known_ = {
+                "start": torch.as_tensor(layout.start, dtype=torch.int64),
+                "row": torch.as_tensor(layout.row, dtype=torch.int64),
+                "col": torch.as_tensor(layout.col, dtype=torch.int64),
+                "x": torch.as_tensor(x, dtype=torch.float32),
+                "t": torch.as_tensor(t, dtype=torch.float32),
+                "grid": torch.as_tensor([layout.height, layout.width], dtype=torch.int64),
+            }
+        else:
+            self.known_ = {}
         clusters, cluster_of_unit = np.unique(layout.cluster, return_inverse=True)
         self.models_: list[nn.Module] = []
         self.histories_: list[list[dict[str, float]]] = []
@@ -560,12 +669,17 @@ class GSTUNet(MemberEnsemble, BaseEstimator):
         net: nn.Module,
         batch: dict[str, torch.Tensor],
         look_ahead: torch.Tensor,
-        donor: torch.Tensor,
+        donor: torch.Tensor | None,
         valid: torch.Tensor,
     ) -> torch.Tensor:
-        """Residuals ``(B, H, W)`` of head ``d`` against its G-computation target."""
+        """Residuals ``(B, H, W)`` of head ``d`` against its G-computation target, or with
+        ``donor=None`` against the observed outcome under the factual path (the factual
+        validation loss)."""
         x, t, y, step = batch["x"], batch["t"], batch["y"], batch["step"]
         k = t.shape[1]
+        if donor is None:
+            pred = _head(net(_network_input(x, t, y, step, valid, look_ahead)), look_ahead)
+            return pred - batch["y_now"]
         pos = torch.arange(k, device=t.device)[None, :]
         factual = (pos < (k - look_ahead)[:, None])[:, :, None, None]  # steps up to the anchor
         path = torch.where(factual, t, donor)
@@ -581,10 +695,11 @@ class GSTUNet(MemberEnsemble, BaseEstimator):
         self,
         net: nn.Module,
         batch: dict[str, torch.Tensor],
-        donor: torch.Tensor,
+        donor: torch.Tensor | None,
         valid: torch.Tensor,
     ) -> torch.Tensor:
-        """Weighted mean squared residual of every head ``d = 0..min(k, s)`` on every frame.
+        """Weighted mean squared residual of every head ``d = 0..min(k, s)`` on every frame
+        (``donor=None``: factual residuals, see ``_g_residuals``).
 
         All heads see every frame (rather than one drawn head per frame): on a grid a batch
         holds few frames, and a head drawn per frame left each regression of the chain with a
@@ -598,7 +713,8 @@ class GSTUNet(MemberEnsemble, BaseEstimator):
             return a.repeat_interleave(k + 1, dim=0)
 
         repeated = {name: rep(batch[name]) for name in ("x", "t", "y", "y_now", "step")}
-        residual = self._g_residuals(net, repeated, look_ahead, rep(donor), rep(valid))
+        donors = None if donor is None else rep(donor)
+        residual = self._g_residuals(net, repeated, look_ahead, donors, rep(valid))
         feasible = (repeated["step"] >= look_ahead)[:, None, None].to(valid.dtype)
         mask = rep(valid * batch["weight"]) * feasible
         return (mask * residual.pow(2)).sum() / mask.sum().clamp(min=1e-8)
@@ -607,22 +723,17 @@ class GSTUNet(MemberEnsemble, BaseEstimator):
         self, net: nn.Module
     ) -> Callable[[dict[str, torch.Tensor], int], tuple[torch.Tensor, dict[str, float]]]:
         spatial, drop = self.spatial_, float(self.cell_dropout)
-        log_scale = math.log(_DONOR_SCALE)
         offset = float(self.t_scaler_.mean[0] / self.t_scaler_.scale[0])
 
         def loss_fn(
             batch: dict[str, torch.Tensor], epoch: int
         ) -> tuple[torch.Tensor, dict[str, float]]:
             del epoch
+            # random draws come from the torch generator that fit_module seeds and restores
             t, valid = batch["t"], batch["valid"]
-            size = t.shape[0]
-            # random draws come from the torch generator that fit_module seeds and restores.
-            # Intervention: another frame's path times a factor, applied in raw units
-            # (c T is c t + (c - 1) mean / sd once scaled), independent of this frame's data
-            u = torch.rand(size, 1, 1, 1, device=t.device)
-            factor = torch.exp((2.0 * u - 1.0) * log_scale)
-            donor = t[torch.randperm(size, device=t.device)] * factor + (factor - 1.0) * offset
+            donor = _donor_paths(t, valid, batch["step"], offset=offset)
             if spatial and drop > 0:
+                size = t.shape[0]
                 keep_share = 1.0 - drop * torch.rand(size, 1, 1, device=t.device)
                 valid = valid * (torch.rand_like(valid) < keep_share).to(valid.dtype)
             loss = self._all_heads_loss(net, batch, donor, valid)
@@ -632,20 +743,60 @@ class GSTUNet(MemberEnsemble, BaseEstimator):
 
     def _val_fn(self, net: nn.Module) -> Callable[[dict[str, torch.Tensor]], torch.Tensor]:
         def val_fn(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-            # deterministic: the neighbouring frame's path as the intervention, no dropout
-            donor = batch["t"].roll(1, dims=0)
-            return self._all_heads_loss(net, batch, donor, batch["valid"])
+            # factual validation loss: every head d predicts the observed y_s from the history
+            # up to its anchor s - d and the factual path after it, against y_s itself. The
+            # G-computation residual is no measure of progress: its targets for d >= 1 are the
+            # network's own outputs, small while the chain of regressions is still flat, so it
+            # rises as the heads learn and early stopping on it kept near-constant heads.
+            return self._all_heads_loss(net, batch, None, batch["valid"])
 
         return val_fn
 
-    # ---- predict -------------------------------------------------------------------------
+    def _with_known_units(
+        self, layout: GridLayout, x: np.ndarray, t: np.ndarray
+    ) -> tuple[GridLayout, np.ndarray, np.ndarray]:
+        """The query units followed by the training units that share their frames.
+
+        Every training unit with the start of a query frame and the query's window length,
+        on a pixel no query unit holds, is placed on that frame with its factual covariates
+        and treatment (scaled), on a grid at least as large as the training grid. Returns the
+        combined layout and ``x (n_all, S, p)``, ``t (n_all, S)``; the query units come first.
+        """
+        known = self.known_
+        if not (self.transductive and layout.spatial and known):
+            return layout, x, t
+        height, width = (int(v) for v in known["grid"])
+        height, width = max(height, layout.height), max(width, layout.width)
+        start, row, col = (known[name].numpy() for name in ("start", "row", "col"))
+        cells = height * width
+        query_key = layout.start * cells + layout.row * width + layout.col
+        known_key = start * cells + row * width + col
+        same_window = known["t"].shape[1] == t.shape[1]
+        take = np.isin(start, layout.start) & ~np.isin(known_key, query_key) & same_window
+        combined = GridLayout.place(
+            np.concatenate([layout.start, start[take]]),
+            np.concatenate([layout.row, row[take]]),
+            np.concatenate([layout.col, col[take]]),
+            height=height,
+            width=width,
+        )
+        x_all = np.concatenate([x, known["x"].numpy()[take].astype(x.dtype)])
+        t_all = np.concatenate([t, known["t"].numpy()[take].astype(t.dtype)])
+        return combined, x_all, t_all
+
     @torch.no_grad()
     def _member_predictions(self, X: np.ndarray, T: np.ndarray) -> np.ndarray:
-        """Scaled predictions of every model under path ``T``: ``(n_models, n, S)``."""
-        layout = self._layout(T.shape[0], fitting=False)
+        """Scaled predictions of every model under path ``T``: ``(n_models, n, S)``.
+
+        On a grid the frames also hold the training units of the same windows under their
+        factual treatment (see ``transductive``); only the query units' predictions return.
+        """
+        n_query = T.shape[0]
+        query = self._layout(n_query, fitting=False)
         k, steps = int(self.context), T.shape[1]
-        x = self.x_scaler_.transform(X)
-        t = self.t_scaler_.transform(T)
+        layout, x, t = self._with_known_units(
+            query, self.x_scaler_.transform(X), self.t_scaler_.transform(T)
+        )
         frames = _frames(layout, x, t, None, k)
         look_ahead = frames["step"].clamp(max=k)  # anchor at the window start: no outcome
         chunk = max(1, _PIXEL_BUDGET // (layout.height * layout.width))
@@ -663,12 +814,13 @@ class GSTUNet(MemberEnsemble, BaseEstimator):
             for m, net in enumerate(self.models_):
                 out[m, sl] = _head(net(z), look_ahead[sl]).numpy()
         grids = out.reshape(len(self.models_), layout.n_groups, steps, *out.shape[2:])
-        return np.stack([layout.from_grid(g) for g in grids])
+        return np.stack([layout.from_grid(g)[:n_query] for g in grids])
 
     # ---- persistence ---------------------------------------------------------------------
     def _get_state(self) -> dict[str, Any]:
-        return {**self._members_state(), "spatial": self.spatial_}
+        return {**self._members_state(), "spatial": self.spatial_, "known": self.known_}
 
     def _set_state(self, state: dict[str, Any]) -> None:
         self.spatial_ = bool(state["spatial"])
+        self.known_ = dict(state["known"])
         self._load_members(state)
