@@ -102,6 +102,24 @@ def boot_fit(panel):
     return point, boot
 
 
+def test_bootstrap_interval_adds_the_refits_spread_with_a_t_quantile():
+    from scipy import stats
+
+    from kgcm.inference import bootstrap_interval
+
+    full = np.array([[1.0, 2.0], [3.0, 2.0]])  # two draws of two effects: mean 2, 2; var 2, 0
+    refits = [np.array([[m, 2.0]]) for m in (1.0, 2.0, 3.0)]  # refit means: var 1 and 0
+    lower, upper = bootstrap_interval(full, refits, 0.05)
+    t = stats.t.ppf(0.975, 2)
+    np.testing.assert_allclose(lower, [2.0 - t * np.sqrt(3.0), 2.0])
+    np.testing.assert_allclose(upper, [2.0 + t * np.sqrt(3.0), 2.0])
+    # a point estimator (one draw) gets the refits' spread alone; 90% is narrower than 95%
+    lo90, up90 = bootstrap_interval(full[:1], refits, 0.10)
+    np.testing.assert_allclose(up90 - lo90, [2 * stats.t.ppf(0.95, 2), 0.0])
+    with pytest.raises(InputError, match="at least 2 refits"):
+        bootstrap_interval(full, refits[:1], 0.05)
+
+
 def test_bootstrap_gives_intervals_to_a_point_estimator(panel, boot_fit):
     point, boot = boot_fit
     T1 = panel["T"] + 1.0
@@ -233,9 +251,10 @@ def test_one_block_is_refused():
 @pytest.mark.slow
 def test_bootstrap_intervals_cover_more_of_the_true_effects_than_the_model_alone():
     """Coverage regression in small form: on an arctic world (seed 0, 8 x 8 cells, 90 days,
-    8 epochs), KGCM-VAE's own 95% intervals covered 0.632 of the true effects (mean width
-    0.207 m) and the block bootstrap's (3 refits, 4 x 4 blocks) 0.821 (0.335 m); seed 1:
-    0.760 -> 0.968 (0.207 -> 0.346 m). The bounds sit inside those margins."""
+    8 epochs), KGCM-VAE's own 95% intervals covered 0.640 of the true effects (mean width
+    0.206 m) and the block bootstrap's (3 refits, 4 x 4 blocks; t on 2 degrees of freedom)
+    0.999 (0.843 m); seed 1: 0.769 -> 0.999 (0.205 -> 0.850 m). The bounds sit inside those
+    margins."""
     from kgcm.experiments import benchmark as bm
 
     dataset = bm.DatasetSpec("arctic", "arctic", {"ny": 8, "nx": 8, "days": 90})
@@ -254,9 +273,9 @@ def test_bootstrap_intervals_cover_more_of_the_true_effects_than_the_model_alone
     )
     assert model["status"] == boot["status"] == "ok"
     assert boot["pehe"] == pytest.approx(model["pehe"])  # same point effect
-    assert boot["coverage"] > model["coverage"] + 0.12
-    assert boot["width"] > 1.35 * model["width"]
-    assert boot["coverage"] > 0.7
+    assert boot["coverage"] > model["coverage"] + 0.25
+    assert boot["width"] > 3.0 * model["width"]
+    assert boot["coverage"] > 0.9
 
 
 @pytest.mark.parametrize(

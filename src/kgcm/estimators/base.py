@@ -577,14 +577,16 @@ class BaseEstimator:
         X_arr, T0_arr, T1_arr = self._validate_paths(X, T0, T1)
         with self._input_context(X):
             if getattr(self, "bootstrap_", None):
+                from kgcm.inference import bootstrap_interval
+
                 effect, own = self._effect_and_draws(X_arr, T0_arr, T1_arr)
-                pooled = [own]
+                refits = []
                 for member in self.bootstrap_:
                     with member._input_context(X):
-                        pooled.append(member._effect_and_draws(X_arr, T0_arr, T1_arr)[1])
-                draws = np.concatenate(pooled, axis=0)
-                self._check_finite(draws, "effect draws")
-                lower, upper = np.quantile(draws, [alpha / 2.0, 1.0 - alpha / 2.0], axis=0)
+                        refits.append(member._effect_and_draws(X_arr, T0_arr, T1_arr)[1])
+                for draws in (own, *refits):
+                    self._check_finite(draws, "effect draws")
+                lower, upper = bootstrap_interval(own, refits, alpha)
                 return self._check_finite(effect, "effects"), lower, upper
             with_se = self._effect_se(X_arr, T0_arr, T1_arr)
             if with_se is not None:
@@ -780,8 +782,12 @@ class BaseEstimator:
             )
         draws = self._forecast_draws(plan)
         effect = draws.mean(axis=0)
-        if getattr(self, "bootstrap_", None):  # pooled with the refits' forecast draws
-            draws = np.concatenate([draws, *(m._forecast_draws(plan) for m in self.bootstrap_)])
+        if getattr(self, "bootstrap_", None):  # the refits' spread added (kgcm.inference)
+            from kgcm.inference import bootstrap_interval
+
+            refits = [m._forecast_draws(plan) for m in self.bootstrap_]
+            lower, upper = bootstrap_interval(draws, refits, alpha)
+            return effect, lower, upper
         lower, upper = np.quantile(draws, [alpha / 2.0, 1.0 - alpha / 2.0], axis=0)
         return effect, lower, upper
 
