@@ -339,6 +339,20 @@ def test_cli_ablate_small(tmp_path) -> None:
     assert variants["mmd"]["mmd_weight"] == 0.1
 
 
+def test_tuning_and_evaluation_worlds_are_disjoint() -> None:
+    spec = {
+        "datasets": [{"name": "a", "kind": "arctic"}],
+        "estimators": [{"name": "zero-effect"}],
+        "tuning_seeds": [100, 101],
+    }
+    assert from_dict(bm.BenchmarkConfig, {**spec, "seeds": [1000]}).tuning_seeds == (100, 101)
+    with pytest.raises(ConfigError, match=r"seeds \[101\] are tuning worlds"):
+        from_dict(bm.BenchmarkConfig, {**spec, "seeds": [1000, 101]})
+    # the shipped evaluation configs name their tuning worlds
+    cfg = load_config(bm.BenchmarkConfig, ROOT / "configs/benchmark-arctic.toml")
+    assert cfg.tuning_seeds and not set(cfg.seeds) & set(cfg.tuning_seeds)
+
+
 def test_holm_adjusted_p_values() -> None:
     from kgcm.metrics import holm
 

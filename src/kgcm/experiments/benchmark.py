@@ -132,12 +132,20 @@ class EstimatorSpec:
 class BenchmarkConfig:
     """A benchmark grid. ``reference`` is the estimator label compared with every other one in
     ``paired.md``; ``n_jobs`` workers run cells in parallel; ``tau`` is the horizon of
-    ``cf_rmse_tau``."""
+    ``cf_rmse_tau``.
+
+    ``seeds`` are the worlds the table is evaluated on; ``tuning_seeds`` (optional) names the
+    worlds every choice behind the table was made on (defaults, architectures, thresholds). The
+    two must be disjoint, so a table never reports a world it was tuned on: a ``--set seeds=``
+    that reaches into the tuning worlds is refused. Both are written at the top of
+    ``table.md``.
+    """
 
     name: str = "benchmark"
     datasets: tuple[DatasetSpec, ...] = ()
     estimators: tuple[EstimatorSpec, ...] = ()
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    tuning_seeds: tuple[int, ...] = ()
     reference: str = "kgcm-vae"
     n_jobs: int = 2
     tau: int = 5
@@ -155,6 +163,14 @@ class BenchmarkConfig:
             raise ConfigError(f"dataset names must be unique; got {names}.")
         if not self.seeds:
             raise ConfigError("seeds must list at least one seed.")
+        tuned = sorted(set(self.seeds) & set(self.tuning_seeds))
+        if tuned:
+            raise ConfigError(
+                f"seeds {tuned} are tuning worlds of this benchmark (tuning_seeds = "
+                f"{list(self.tuning_seeds)}): a table must not be evaluated on the worlds its "
+                f"choices were made on. Evaluate on other seeds, or move the choice to other "
+                f"tuning worlds and update tuning_seeds."
+            )
         if self.tau < 1:
             raise ConfigError(f"tau must be >= 1; got {self.tau}.")
         from kgcm.estimators import list_estimators
@@ -948,8 +964,16 @@ def _write_reports(results: pd.DataFrame, config: BenchmarkConfig, out: Path) ->
     with atomic_path(out / "results.csv") as tmp:
         results[[c for c in cols if c in results]].to_csv(tmp, index=False)
     summary = summarise(results)
+    tuning = (
+        f"; tuning worlds (choices made there, never evaluated here): "
+        f"{', '.join(map(str, config.tuning_seeds))}"
+        if config.tuning_seeds
+        else ""
+    )
     lines = [
         f"# {config.name}",
+        "",
+        f"Evaluation seeds: {', '.join(map(str, config.seeds))}{tuning}.",
         "",
         "mean ± sd (n seeds) over finished runs; lower is better except coverage.",
         "",
