@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -401,3 +402,98 @@ def test_regridder_takes_0_to_360_longitudes() -> None:
     regrid = NearestRegridder(lat, lon, lat, np.where(lon > 180.0, lon - 360.0, lon),
                               radius_m=1e5)  # fmt: skip
     np.testing.assert_array_equal(regrid.index, [0, 1, 2, 3])
+
+
+# --- the record of every input file -------------------------------------------------------------
+
+
+def _inputs(store: Path) -> dict:
+    from kgcm.provenance import INPUTS, INPUTS_ATTR, read_inputs
+
+    attrs = json.loads((store / ".zattrs").read_text())
+    document = read_inputs(store, attrs)
+    assert document is not None
+    assert attrs[INPUTS_ATTR] == hashlib.sha256((store / INPUTS).read_bytes()).hexdigest()
+    return document
+
+
+def test_every_input_file_is_recorded_with_its_sha256(products, tmp_path) -> None:
+    from kgcm._io import verify_folder
+    from kgcm.provenance import INPUTS
+
+    cfg = _config(products, output=str(tmp_path / "s.zarr"))
+    store = run_prepare(cfg, log=lambda m: None, progress=False).path
+    rows = _inputs(store)["files"]
+    expected = sorted([*(products / "fine").glob("*.nc"), *(products / "coarse").glob("*.nc")])
+    assert sorted(r["resolved"] for r in rows) == [str(p.resolve()) for p in expected]
+    for row in rows:
+        data = Path(row["resolved"]).read_bytes()
+        assert row["sha256"] == hashlib.sha256(data).hexdigest()
+        assert row["size"] == len(data) and row["role"] == "data"
+        assert row["given"] == str(products / ("fine" if row["source"] == "ice" else "coarse")
+                                   / "*.nc")  # fmt: skip
+    # the store's manifest covers the record; no hash cache is left beside the store
+    assert INPUTS in verify_folder(store, "prepare", [INPUTS])["files"]
+    assert not list(tmp_path.glob(".*inputs*"))
+
+
+def test_a_changed_input_gets_a_new_hash(tmp_path) -> None:
+    src = tmp_path / "p"
+    write_product("cmems-glorys12", src, ny=8, nx=16, days=20, days_per_file=10,
+                  variables=("sithick", "zos", "uo", "vo"), packed=False)  # fmt: skip
+    cfg = {
+        "sources": [{"name": "all", "paths": "p/*.nc", "product": "cmems-glorys12"}],
+        "chunks": {"time": 10, "y": 8, "x": 8},
+    }  # fmt: skip
+    first = run_prepare(from_dict(PrepareConfig, {**cfg, "output": "a.zarr"}), base_dir=tmp_path,
+                        log=lambda m: None, progress=False).path  # fmt: skip
+    before = {r["path"]: r["sha256"] for r in _inputs(first)["files"]}
+    assert sorted(before) == [f"p/{p.name}" for p in sorted(src.glob("*.nc"))]  # as given
+    # the same fields written packed: other bytes in every file
+    write_product("cmems-glorys12", src, ny=8, nx=16, days=20, days_per_file=10,
+                  variables=("sithick", "zos", "uo", "vo"), packed=True)  # fmt: skip
+    second = run_prepare(from_dict(PrepareConfig, {**cfg, "output": "b.zarr"}), base_dir=tmp_path,
+                         log=lambda m: None, progress=False).path  # fmt: skip
+    after = {r["path"]: r for r in _inputs(second)["files"]}
+    assert set(after) == set(before)
+    for name, row in after.items():
+        data = (tmp_path / name).read_bytes()
+        assert row["sha256"] == hashlib.sha256(data).hexdigest() != before[name]
+
+
+def test_a_resumed_prepare_does_not_hash_again(products, tmp_path, monkeypatch) -> None:
+    import kgcm.provenance
+
+    cfg = _config(products, output=str(tmp_path / "r.zarr"))
+    hashed: list[str] = []
+    original = kgcm.provenance._hash_file
+
+    def counting(path, advance):
+        hashed.append(str(path))
+        if len(hashed) == 2 and stop["hashing"]:
+            raise KeyboardInterrupt  # interrupted while hashing the second file
+        return original(path, advance)
+
+    stop = {"hashing": True}
+    monkeypatch.setattr(kgcm.provenance, "_hash_file", counting)
+    with pytest.raises(KeyboardInterrupt):
+        run_prepare(cfg, log=lambda m: None, progress=False)
+    assert len(hashed) == 2 and list(tmp_path.glob(".r.zarr.partial.inputs.json"))
+    stop["hashing"] = False
+    hashed.clear()
+    # then interrupted while writing: the rerun hashes none of the files again
+    monkeypatch.setattr("kgcm.prepare._write_zarr", _raise)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run_prepare(cfg, log=lambda m: None, progress=False)
+    n_files = len(list((products / "fine").glob("*.nc"))) + 1
+    assert len(hashed) == n_files - 1  # all but the first, which the interrupted run finished
+    hashed.clear()
+    monkeypatch.undo()
+    monkeypatch.setattr(kgcm.provenance, "_hash_file", counting)
+    store = run_prepare(cfg, log=lambda m: None, progress=False).path
+    assert hashed == []
+    assert len(_inputs(store)["files"]) == n_files
+
+
+def _raise(*args, **kwargs):
+    raise RuntimeError("simulated crash")
