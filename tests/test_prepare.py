@@ -270,7 +270,7 @@ def test_fit_refuses_the_treatments_own_fields(products, tmp_path) -> None:
         run_fit(cfg, tmp_path / "run", log=lambda m: None)
 
 
-def test_fit_and_effect_on_the_store(products, tmp_path) -> None:
+def test_fit_and_effect_on_the_store(products, tmp_path, monkeypatch) -> None:
     from kgcm.experiments.fit import FitConfig, run_effect, run_fit
 
     store = run_prepare(_with_era5(products, output=str(tmp_path / "s.zarr")),
@@ -299,6 +299,34 @@ def test_fit_and_effect_on_the_store(products, tmp_path) -> None:
     assert (run / "effects_map.png").stat().st_size > 0
     info = json.loads((run / "run.json").read_text())
     assert info["command"] == "fit" and info["code_revision"] and "model.kgcm" in info["files"]
+    # the report lists every product file with its size and SHA-256, folded when they are many
+    import kgcm.experiments.report as report
+
+    rows = _inputs(store)["files"]
+    assert len(rows) == 11  # 2 ice files, 1 ocean file, 4 x 2 ERA5 files
+    page, markdown = _report_texts(run)
+    for row in rows:
+        digest = hashlib.sha256(Path(row["resolved"]).read_bytes()).hexdigest()
+        line = f"| {row['source']} | data | {row['path']} | {row['resolved']} | {row['size']:,} |"
+        assert f"{line} {digest} |" in markdown
+        assert digest in page and row["path"] in page
+    assert "<details>" not in page and "predates" not in markdown
+    monkeypatch.setattr(report, "_FOLD_ROWS", 10)
+    page, markdown = _report_texts(run)
+    assert "<details><summary>11 input files, " in page and "11 input files, " in markdown
+    # a store prepared before the record existed is reported as such
+    (store / "kgcm_inputs.json").unlink()
+    page, markdown = _report_texts(run)
+    assert "the store predates kgcm's record of input files" in markdown
+    assert "predates kgcm&#x27;s record of input files" in page
+    assert str(products / "fine" / "*.nc") in markdown  # the config's paths, as found now
+
+
+def _report_texts(run: Path) -> tuple[str, str]:
+    from kgcm.experiments.report import write_report
+
+    html_path, md_path = write_report(run, log=lambda m: None)
+    return html_path.read_text(), md_path.read_text()
 
 
 def test_interrupted_write_resumes(products, tmp_path, monkeypatch) -> None:
