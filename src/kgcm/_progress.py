@@ -2,7 +2,9 @@
 refutations, dose-response scales), or nothing.
 
 A bar is drawn only when it is asked for and the console is a terminal: piped output, logs and
-tests get no bar frames mixed into their text.
+tests get no bar frames mixed into their text. Bars share rich's global console, so a bar drawn
+inside another (a refit's epoch bar inside the refutations' bar) nests below it instead of
+fighting it for the cursor.
 """
 
 from __future__ import annotations
@@ -33,9 +35,10 @@ def progress_bar(
     total, completed : the number of items (or bytes) in all and done already (a resumed run).
     nbytes : count bytes (sizes and speed) rather than items.
     """
-    from rich.console import Console
+    from rich import get_console
 
-    if not enabled or total <= 0 or not Console().is_terminal:
+    console = get_console()
+    if not enabled or total <= 0 or not console.is_terminal:
         yield lambda n=1: None
         return
     from rich.progress import (
@@ -55,6 +58,7 @@ def progress_bar(
         *counts,
         TimeElapsedColumn(),
         TimeRemainingColumn(),
+        console=console,
     ) as bar:
         task = bar.add_task(description, total=total, completed=completed)
         yield lambda n=1: bar.advance(task, n)
