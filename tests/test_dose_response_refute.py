@@ -194,15 +194,43 @@ def test_a_deliberately_confounded_fit(tmp_path) -> None:
 
 def test_cli_refute_and_dose_response(tiny) -> None:
     runner = CliRunner()
-    result = runner.invoke(app, ["refute", str(tiny), "--checks", "overlap"])
+    result = runner.invoke(app, ["refute", str(tiny), "--checks", "overlap", "--no-progress"])
     assert result.exit_code == 0, result.output
     assert "| overlap |" in result.output
     bad = runner.invoke(app, ["refute", str(tiny), "--checks", "placebo"])
     assert bad.exit_code == 2 and "checks must be among" in bad.output
     result = runner.invoke(app, ["dose-response", str(tiny), "--scales", "1,1.5",
-                                 "--allow-weak-overlap"])  # fmt: skip
+                                 "--allow-weak-overlap", "--no-progress"])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "DJF" in result.output
     bad = runner.invoke(app, ["dose-response", str(tiny), "--scales", "a,b"])
     assert bad.exit_code == 2 and "--scales needs" in bad.output
     assert load_run(tiny, **QUIET).config.window == 20
+
+
+def test_refits_and_strengths_show_progress_in_a_terminal_only(tiny, monkeypatch) -> None:
+    import io
+
+    import rich
+    from rich.console import Console
+
+    def console(terminal: bool) -> io.StringIO:
+        out = io.StringIO()
+        monkeypatch.setattr(rich, "_console", Console(file=out, force_terminal=terminal,
+                                                      width=120))  # fmt: skip
+        return out
+
+    out = console(True)
+    run_refute(tiny, epochs=1, checks=("overlap", "dummy_outcome"), **QUIET)
+    # the original refit (--epochs) and the dummy outcome's; the overlap diagnostic fits nothing
+    assert "refits" in out.getvalue() and "2/2" in out.getvalue()
+    out = console(True)
+    run_dose_response(tiny, strengths=(1.0, 1.5, 2.0), allow_weak_overlap=True, **QUIET)
+    assert "scenario strengths" in out.getvalue() and "3/3" in out.getvalue()
+    # asked off, or output not a terminal: not one character of a bar
+    out = console(True)
+    run_dose_response(tiny, strengths=(1.0, 1.5), allow_weak_overlap=True, progress=False, **QUIET)
+    assert out.getvalue() == ""
+    out = console(False)
+    run_dose_response(tiny, strengths=(1.0, 1.5), allow_weak_overlap=True, **QUIET)
+    assert out.getvalue() == ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -269,7 +270,7 @@ def test_fit_refuses_the_treatments_own_fields(products, tmp_path) -> None:
         run_fit(cfg, tmp_path / "run", log=lambda m: None)
 
 
-def test_fit_and_effect_on_the_store(products, tmp_path) -> None:
+def test_fit_and_effect_on_the_store(products, tmp_path, monkeypatch) -> None:
     from kgcm.experiments.fit import FitConfig, run_effect, run_fit
 
     store = run_prepare(_with_era5(products, output=str(tmp_path / "s.zarr")),
@@ -298,6 +299,34 @@ def test_fit_and_effect_on_the_store(products, tmp_path) -> None:
     assert (run / "effects_map.png").stat().st_size > 0
     info = json.loads((run / "run.json").read_text())
     assert info["command"] == "fit" and info["code_revision"] and "model.kgcm" in info["files"]
+    # the report lists every product file with its size and SHA-256, folded when they are many
+    import kgcm.experiments.report as report
+
+    rows = _inputs(store)["files"]
+    assert len(rows) == 11  # 2 ice files, 1 ocean file, 4 x 2 ERA5 files
+    page, markdown = _report_texts(run)
+    for row in rows:
+        digest = hashlib.sha256(Path(row["resolved"]).read_bytes()).hexdigest()
+        line = f"| {row['source']} | data | {row['path']} | {row['resolved']} | {row['size']:,} |"
+        assert f"{line} {digest} |" in markdown
+        assert digest in page and row["path"] in page
+    assert "<details>" not in page and "predates" not in markdown
+    monkeypatch.setattr(report, "_FOLD_ROWS", 10)
+    page, markdown = _report_texts(run)
+    assert "<details><summary>11 input files, " in page and "11 input files, " in markdown
+    # a store prepared before the record existed is reported as such
+    (store / "kgcm_inputs.json").unlink()
+    page, markdown = _report_texts(run)
+    assert "the store predates kgcm's record of input files" in markdown
+    assert "predates kgcm&#x27;s record of input files" in page
+    assert str(products / "fine" / "*.nc") in markdown  # the config's paths, as found now
+
+
+def _report_texts(run: Path) -> tuple[str, str]:
+    from kgcm.experiments.report import write_report
+
+    html_path, md_path = write_report(run, log=lambda m: None)
+    return html_path.read_text(), md_path.read_text()
 
 
 def test_interrupted_write_resumes(products, tmp_path, monkeypatch) -> None:
@@ -401,3 +430,98 @@ def test_regridder_takes_0_to_360_longitudes() -> None:
     regrid = NearestRegridder(lat, lon, lat, np.where(lon > 180.0, lon - 360.0, lon),
                               radius_m=1e5)  # fmt: skip
     np.testing.assert_array_equal(regrid.index, [0, 1, 2, 3])
+
+
+# --- the record of every input file -------------------------------------------------------------
+
+
+def _inputs(store: Path) -> dict:
+    from kgcm.provenance import INPUTS, INPUTS_ATTR, read_inputs
+
+    attrs = json.loads((store / ".zattrs").read_text())
+    document = read_inputs(store, attrs)
+    assert document is not None
+    assert attrs[INPUTS_ATTR] == hashlib.sha256((store / INPUTS).read_bytes()).hexdigest()
+    return document
+
+
+def test_every_input_file_is_recorded_with_its_sha256(products, tmp_path) -> None:
+    from kgcm._io import verify_folder
+    from kgcm.provenance import INPUTS
+
+    cfg = _config(products, output=str(tmp_path / "s.zarr"))
+    store = run_prepare(cfg, log=lambda m: None, progress=False).path
+    rows = _inputs(store)["files"]
+    expected = sorted([*(products / "fine").glob("*.nc"), *(products / "coarse").glob("*.nc")])
+    assert sorted(r["resolved"] for r in rows) == [str(p.resolve()) for p in expected]
+    for row in rows:
+        data = Path(row["resolved"]).read_bytes()
+        assert row["sha256"] == hashlib.sha256(data).hexdigest()
+        assert row["size"] == len(data) and row["role"] == "data"
+        assert row["given"] == str(products / ("fine" if row["source"] == "ice" else "coarse")
+                                   / "*.nc")  # fmt: skip
+    # the store's manifest covers the record; no hash cache is left beside the store
+    assert INPUTS in verify_folder(store, "prepare", [INPUTS])["files"]
+    assert not list(tmp_path.glob(".*inputs*"))
+
+
+def test_a_changed_input_gets_a_new_hash(tmp_path) -> None:
+    src = tmp_path / "p"
+    write_product("cmems-glorys12", src, ny=8, nx=16, days=20, days_per_file=10,
+                  variables=("sithick", "zos", "uo", "vo"), packed=False)  # fmt: skip
+    cfg = {
+        "sources": [{"name": "all", "paths": "p/*.nc", "product": "cmems-glorys12"}],
+        "chunks": {"time": 10, "y": 8, "x": 8},
+    }  # fmt: skip
+    first = run_prepare(from_dict(PrepareConfig, {**cfg, "output": "a.zarr"}), base_dir=tmp_path,
+                        log=lambda m: None, progress=False).path  # fmt: skip
+    before = {r["path"]: r["sha256"] for r in _inputs(first)["files"]}
+    assert sorted(before) == [f"p/{p.name}" for p in sorted(src.glob("*.nc"))]  # as given
+    # the same fields written packed: other bytes in every file
+    write_product("cmems-glorys12", src, ny=8, nx=16, days=20, days_per_file=10,
+                  variables=("sithick", "zos", "uo", "vo"), packed=True)  # fmt: skip
+    second = run_prepare(from_dict(PrepareConfig, {**cfg, "output": "b.zarr"}), base_dir=tmp_path,
+                         log=lambda m: None, progress=False).path  # fmt: skip
+    after = {r["path"]: r for r in _inputs(second)["files"]}
+    assert set(after) == set(before)
+    for name, row in after.items():
+        data = (tmp_path / name).read_bytes()
+        assert row["sha256"] == hashlib.sha256(data).hexdigest() != before[name]
+
+
+def test_a_resumed_prepare_does_not_hash_again(products, tmp_path, monkeypatch) -> None:
+    import kgcm.provenance
+
+    cfg = _config(products, output=str(tmp_path / "r.zarr"))
+    hashed: list[str] = []
+    original = kgcm.provenance._hash_file
+
+    def counting(path, advance):
+        hashed.append(str(path))
+        if len(hashed) == 2 and stop["hashing"]:
+            raise KeyboardInterrupt  # interrupted while hashing the second file
+        return original(path, advance)
+
+    stop = {"hashing": True}
+    monkeypatch.setattr(kgcm.provenance, "_hash_file", counting)
+    with pytest.raises(KeyboardInterrupt):
+        run_prepare(cfg, log=lambda m: None, progress=False)
+    assert len(hashed) == 2 and list(tmp_path.glob(".r.zarr.partial.inputs.json"))
+    stop["hashing"] = False
+    hashed.clear()
+    # then interrupted while writing: the rerun hashes none of the files again
+    monkeypatch.setattr("kgcm.prepare._write_zarr", _raise)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run_prepare(cfg, log=lambda m: None, progress=False)
+    n_files = len(list((products / "fine").glob("*.nc"))) + 1
+    assert len(hashed) == n_files - 1  # all but the first, which the interrupted run finished
+    hashed.clear()
+    monkeypatch.undo()
+    monkeypatch.setattr(kgcm.provenance, "_hash_file", counting)
+    store = run_prepare(cfg, log=lambda m: None, progress=False).path
+    assert hashed == []
+    assert len(_inputs(store)["files"]) == n_files
+
+
+def _raise(*args, **kwargs):
+    raise RuntimeError("simulated crash")

@@ -216,24 +216,31 @@ def file_hash(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
-def _listing(folder: Path) -> dict[str, dict[str, Any]]:
+def _listing(folder: Path, names: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
+    paths = sorted(folder.rglob("*")) if names is None else [folder / n for n in sorted(names)]
     files = {}
-    for p in sorted(folder.rglob("*")):
+    for p in paths:
         rel = p.relative_to(folder).as_posix()
         if p.is_file() and rel != MARKER:
             files[rel] = {"size": p.stat().st_size, "sha256": file_hash(p)}
     return files
 
 
-def write_marker(folder: str | os.PathLike[str], kind: str, *, files: bool = True) -> None:
+def write_marker(
+    folder: str | os.PathLike[str], kind: str, *, files: bool | Iterable[str] = True
+) -> None:
     """Write the marker (last): ``kind``, the kgcm version and, with ``files``, every file's
-    size and hash (the manifest that :func:`verify_folder` checks)."""
+    size and hash (the manifest that :func:`verify_folder` checks); ``files`` may instead name
+    the only files to list (a Zarr store's chunks are too many to hash, its small documents
+    are not)."""
     from kgcm import __version__
 
     folder = Path(folder)
     info: dict[str, Any] = {"kind": kind, "kgcm_version": __version__}
-    if files:
+    if files is True:
         info["files"] = _listing(folder)
+    elif files is not False:
+        info["files"] = _listing(folder, files)
     atomic_write_text(folder / MARKER, json.dumps(info, indent=1) + "\n")
 
 

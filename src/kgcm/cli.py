@@ -296,6 +296,7 @@ def dose_response(
     ),
     alpha: Annotated[float | None, typer.Option(help="Interval level 1 - alpha.")] = None,
     allow_weak_overlap: AllowWeakOpt = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """The effect as a function of the scenario's strength, over the whole period and per
     season, with bands (and the true curve on the arctic simulator): dose_response.nc, .csv,
@@ -310,6 +311,7 @@ def dose_response(
             alpha=alpha,
             log=log,
             allow_weak_overlap=allow_weak_overlap,
+            progress=progress,
         )
 
     summary = _run_logged(work)
@@ -344,6 +346,7 @@ def refute(
         str | None,
         typer.Option(help="Comma-separated subset of the checks (default: all of them)."),
     ] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar over the refits.")] = True,
 ) -> None:
     """Refutation checks (placebo treatment in time and across units, dummy outcome, random
     common cause, data subset, overlap): each refits the run's estimator and prints its
@@ -352,7 +355,7 @@ def refute(
 
     def work(log):  # type: ignore[no-untyped-def]
         chosen = REFUTERS if checks is None else tuple(c.strip() for c in checks.split(","))
-        return run_refute(run, epochs=epochs, checks=chosen, log=log)
+        return run_refute(run, epochs=epochs, checks=chosen, log=log, progress=progress)
 
     results = _run_logged(work)
     if results is None:

@@ -12,7 +12,8 @@ Steps, all lazy (dask) until the final write:
 5. optionally average over the area (the paper's single series);
 6. build the knowledge-guided treatment (:mod:`kgcm.treatments`) or take a column;
 7. write a Zarr store chunked for training, atomically (a temporary store renamed into place), with
-   the resolved config, sources and kgcm version in its attributes.
+   the resolved config, sources and kgcm version in its attributes, and the path, size and
+   SHA-256 of every input file in ``kgcm_inputs.json`` inside it (:mod:`kgcm.provenance`).
 
 Tables (``product = "table"``, ``"paper-csv"``) give ``(time,)`` series and go through the same
 steps without the grid ones.
@@ -20,6 +21,7 @@ steps without the grid ones.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -34,8 +36,10 @@ import pandas as pd
 import xarray as xr
 
 from kgcm import treatments
+from kgcm._progress import progress_bar
 from kgcm.config import dump_toml, to_dict
 from kgcm.errors import ConfigError, DataError
+from kgcm.provenance import INPUTS, INPUTS_ATTR, InputFile, record_inputs
 from kgcm.readers.schema import VECTOR_PAIRS
 from kgcm.regrid import (
     GridSpec,
@@ -62,6 +66,8 @@ RESAMPLE = ("none", "nearest", "linear", "mean")
 TIME_STEPS = ("daily", "monthly")
 _STEP_ORDER = {"sub-daily": -1, "daily": 0, "7-day": 1, "monthly": 2}
 _OPEN_FILES = 16
+#: reader options that name a file (grid, mask): inputs like the product files
+_FILE_OPTIONS = ("grid", "mask", "kmt", "mesh_mask")
 #: rough size of one streamed block of output (float32), in bytes
 _BLOCK_BYTES = 256 * 2**20
 
@@ -257,9 +263,22 @@ def _run_prepare(
     # Each open NetCDF file keeps its last-read chunk per variable in the netCDF-C chunk cache,
     # and xarray keeps up to 128 files open: with one file a day that is 128 days of data held
     # for nothing. Streaming needs only the files of the block being written.
-    inputs = input_fingerprint(config, base)
+    files = _input_files(config, base)
+    fingerprints = [_file_fingerprint(f.resolved) for f in files]
+    inputs = _fingerprint_key(files, fingerprints)
+    # every input's full SHA-256, each file hashed once (a resumed run reuses the hashes of
+    # files whose cheap fingerprint is unchanged); the store carries the document and its digest
+    document = record_inputs(files, fingerprints, _hash_cache(output), progress=progress, log=log)
+    ds.attrs[INPUTS_ATTR] = hashlib.sha256(document).hexdigest()
     with xr.set_options(file_cache_maxsize=_OPEN_FILES):
-        _write_zarr(ds, output, config, progress=progress, inputs=inputs)
+        _write_zarr(
+            ds,
+            output,
+            config,
+            progress=progress,
+            inputs=inputs + ds.attrs[INPUTS_ATTR],
+            document=document,
+        )
     seconds = _time.perf_counter() - started
     return PrepareResult(
         path=output,
@@ -283,7 +302,7 @@ def _open_source(
     paths = [source.paths] if isinstance(source.paths, str) else list(source.paths)
     paths = [str(_resolve(base, p)) for p in paths]
     options: dict[str, Any] = dict(source.options)
-    for key in ("grid", "mask", "kmt", "mesh_mask"):
+    for key in _FILE_OPTIONS:
         if isinstance(options.get(key), str):
             options[key] = str(_resolve(base, options[key]))
     if config.start or config.end:
@@ -656,8 +675,6 @@ def _finalize(ds: xr.Dataset, config: PrepareConfig) -> xr.Dataset:
 def _file_fingerprint(path: Path) -> list[Any]:
     """Size, mtime and a hash of the first and last MiB of a file (or of every file of a
     folder such as a Zarr store): cheap, yet it changes when a file is replaced or rewritten."""
-    import hashlib
-
     if path.is_dir():
         return [
             [p.relative_to(path).as_posix(), *_file_fingerprint(p)]
@@ -674,30 +691,53 @@ def _file_fingerprint(path: Path) -> list[Any]:
     return [st.st_size, st.st_mtime_ns, h.hexdigest()]
 
 
-def input_fingerprint(config: PrepareConfig, base: Path) -> str:
-    """A key over every input file of ``config`` (paths, sizes, mtimes, content hashes) and the
-    kgcm version: the resume key of a partial store, so changed inputs start the store over."""
-    import hashlib
-
+def _input_files(config: PrepareConfig, base: Path) -> list[InputFile]:
+    """Every input of ``config``: each source's files (globs expanded), then the files its
+    options name (grid, mask, ...), in config order."""
     from kgcm.readers.base import expand_paths
 
-    entries: list[Any] = [_version()]
+    out: list[InputFile] = []
     for source in config.sources:
-        paths = [source.paths] if isinstance(source.paths, str) else list(source.paths)
-        files = expand_paths([str(_resolve(base, p)) for p in paths])
-        extra = [
-            Path(_resolve(base, v))
-            for k, v in sorted(source.options.items())
-            if k in ("grid", "mask", "kmt", "mesh_mask") and isinstance(v, str)
-        ]
-        for f in [*files, *extra]:
-            if f.exists():
-                entries.append([source.name, str(f.resolve()), _file_fingerprint(f)])
+        entries = [source.paths] if isinstance(source.paths, str) else list(source.paths)
+        for entry in entries:
+            relative = not Path(entry).expanduser().is_absolute()
+            for f in expand_paths([str(_resolve(base, entry))]):
+                shown = os.path.relpath(f, base) if relative else str(f)
+                out.append(InputFile(source.name, "data", entry, shown, f.resolve()))
+        for key, value in sorted(source.options.items()):
+            if key in _FILE_OPTIONS and isinstance(value, str):
+                f = _resolve(base, value)
+                if f.exists():
+                    out.append(InputFile(source.name, key, value, value, f.resolve()))
+    return out
+
+
+def _fingerprint_key(files: list[InputFile], fingerprints: list[Any]) -> str:
+    entries: list[Any] = [_version()]
+    entries += [[f.source, str(f.resolved), fp] for f, fp in zip(files, fingerprints, strict=True)]
     return hashlib.sha256(json.dumps(entries).encode()).hexdigest()
 
 
+def input_fingerprint(config: PrepareConfig, base: Path) -> str:
+    """A key over every input file of ``config`` (paths, sizes, mtimes, content hashes) and the
+    kgcm version: the resume key of a partial store, so changed inputs start the store over."""
+    files = _input_files(config, base)
+    return _fingerprint_key(files, [_file_fingerprint(f.resolved) for f in files])
+
+
+def _hash_cache(output: Path) -> Path:
+    """Where the input files' full hashes wait between an interrupted run and its resumption."""
+    return output.with_name(f".{output.name}.partial.inputs.json")
+
+
 def _write_zarr(
-    ds: xr.Dataset, output: Path, config: PrepareConfig, *, progress: bool, inputs: str = ""
+    ds: xr.Dataset,
+    output: Path,
+    config: PrepareConfig,
+    *,
+    progress: bool,
+    inputs: str = "",
+    document: bytes = b"",
 ) -> None:
     """Write ``ds`` block by block along time into a partial store, then rename it into place.
 
@@ -706,11 +746,11 @@ def _write_zarr(
     The partial store remembers finished blocks under a key of the config, the sizes and the
     inputs (``inputs``: :func:`input_fingerprint`): rerunning the same config on the same files
     after an interruption continues where it stopped; another config, or an input file changed
-    in between, starts over. The caller holds the output's lock.
+    in between, starts over. ``document`` (:func:`kgcm.provenance.record_inputs`) is written
+    into the store as ``kgcm_inputs.json`` before its manifest, which lists it with its hash.
+    The caller holds the output's lock.
     """
-    import hashlib
-
-    from kgcm._io import replace_folder, write_marker
+    from kgcm._io import atomic_write_bytes, replace_folder, write_marker
 
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(f".{output.name}.partial")
@@ -747,7 +787,9 @@ def _write_zarr(
     blocks = [(i, slice(a, min(a + step, n_time))) for i, a in enumerate(range(0, n_time, step))]
     todo = [(i, sl) for i, sl in blocks if i not in done]
     dynamic = ds.drop_vars(timeless + [c for c in ds.coords if "time" not in ds[c].dims])
-    with _progress_bar(progress, len(blocks), len(blocks) - len(todo)) as advance:
+    with progress_bar(
+        progress, "writing time blocks", len(blocks), completed=len(blocks) - len(todo)
+    ) as advance:
         for i, sl in todo:
             dynamic.isel(time=sl).to_zarr(
                 partial, region={"time": sl}, consolidated=False, zarr_format=2
@@ -755,52 +797,24 @@ def _write_zarr(
             done.append(i)
             _save_state(done_file, key, done)
             advance()
+    # the store is complete with its input record or without it, never with half of it
+    if document:
+        atomic_write_bytes(partial / INPUTS, document)
     # the marker says the store is kgcm's (so overwrite may replace it later); a store's chunks
-    # are too many to hash, so it lists no files
-    write_marker(partial, "prepare", files=False)
+    # are too many to hash, so it lists only the input record
+    write_marker(partial, "prepare", files=[INPUTS] if document else False)
     # forget the progress before the swap: a run killed after it finds no state and starts over
-    # rather than trusting a folder that may no longer be this one
+    # rather than trusting a folder that may no longer be this one (the input hashes stay
+    # valid: they are keyed by each file's fingerprint)
     done_file.unlink()
     replace_folder(partial, output)
+    _hash_cache(output).unlink(missing_ok=True)
 
 
 def _save_state(path: Path, key: str, done: list[int]) -> None:
     from kgcm._io import atomic_write_text
 
     atomic_write_text(path, json.dumps({"key": key, "done": sorted(done)}))
-
-
-class _progress_bar:
-    """A rich progress bar over time blocks (or nothing)."""
-
-    def __init__(self, enabled: bool, total: int, completed: int) -> None:
-        self.enabled, self.total, self.completed = enabled, total, completed
-
-    def __enter__(self) -> Callable[[], None]:
-        if not self.enabled:
-            return lambda: None
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self.bar = Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-        )
-        self.bar.__enter__()
-        task = self.bar.add_task("writing time blocks", total=self.total, completed=self.completed)
-        return lambda: self.bar.advance(task)
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.enabled:
-            self.bar.__exit__(*exc)
 
 
 def _version() -> str:

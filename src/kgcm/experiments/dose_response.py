@@ -36,6 +36,7 @@ import pandas as pd
 import xarray as xr
 
 from kgcm._io import atomic_path, atomic_write_text
+from kgcm._progress import progress_bar
 from kgcm.errors import ConfigError, DataError
 from kgcm.experiments.effect_summary import SEASONS, seasonal_means
 from kgcm.sequences import SequenceSet
@@ -163,10 +164,12 @@ def run_dose_response(
     alpha: float | None = None,
     log: Log = print,
     allow_weak_overlap: bool = False,
+    progress: bool = True,
 ) -> dict[str, Any]:
     """Compute, write and draw the dose-response curve of a fitted run (module docstring).
 
-    Returns the summary written to ``dose_response.json``.
+    ``progress``: a progress bar over the strengths (in a terminal); each is the effects of
+    every unit. Returns the summary written to ``dose_response.json``.
     """
     from kgcm.experiments.fit import load_run, scenario_effects, scenario_path
     from kgcm.overlap import SHIFT_SD_MAX, require_overlap, shift_in_sd
@@ -196,32 +199,34 @@ def run_dose_response(
     rows: list[dict[str, Any]] = []
     descriptions = []
     shift_sds = []
-    for s in strengths:
-        scenario = base.at(s)
-        t1, describe = scenario_path(seqs.T, scenario)
-        descriptions.append(describe)
-        shift_sds.append(shift_in_sd(seqs.T, t1, overlap["residual_sd"]))
-        log(f"dose-response: {describe}")
-        combined = scenario_effects(loaded.estimator, config, prep, seqs, t1, alpha)
-        points = curve_points(
-            time, combined["effect"], combined.get("effect_lower"), combined.get("effect_upper")
-        )
-        truth = None
-        if sim is not None:
-            exact = arctic_true_effects(sim, seqs, t1, burn_in)
-            exact = np.where(np.isfinite(combined["effect"]), exact, np.nan)  # the same days
-            truth = curve_points(time, exact)
-        for period in PERIODS:
-            entry = points[period]
-            rows.append({
-                "strength": s,
-                "period": period,
-                "effect": entry["mean_effect"],
-                "effect_lower": entry.get("mean_lower"),
-                "effect_upper": entry.get("mean_upper"),
-                "true_effect": None if truth is None else truth[period]["mean_effect"],
-                "n_days": entry["n_days"],
-            })  # fmt: skip
+    with progress_bar(progress, "scenario strengths", len(strengths)) as advance:
+        for s in strengths:
+            scenario = base.at(s)
+            t1, describe = scenario_path(seqs.T, scenario)
+            descriptions.append(describe)
+            shift_sds.append(shift_in_sd(seqs.T, t1, overlap["residual_sd"]))
+            log(f"dose-response: {describe}")
+            combined = scenario_effects(loaded.estimator, config, prep, seqs, t1, alpha)
+            points = curve_points(
+                time, combined["effect"], combined.get("effect_lower"), combined.get("effect_upper")
+            )
+            truth = None
+            if sim is not None:
+                exact = arctic_true_effects(sim, seqs, t1, burn_in)
+                exact = np.where(np.isfinite(combined["effect"]), exact, np.nan)  # the same days
+                truth = curve_points(time, exact)
+            for period in PERIODS:
+                entry = points[period]
+                rows.append({
+                    "strength": s,
+                    "period": period,
+                    "effect": entry["mean_effect"],
+                    "effect_lower": entry.get("mean_lower"),
+                    "effect_upper": entry.get("mean_upper"),
+                    "true_effect": None if truth is None else truth[period]["mean_effect"],
+                    "n_days": entry["n_days"],
+                })  # fmt: skip
+            advance()
     frame = pd.DataFrame(rows)
     for column in ("effect", "effect_lower", "effect_upper", "true_effect"):
         frame[column] = pd.to_numeric(frame[column])

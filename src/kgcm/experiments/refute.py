@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from kgcm._io import atomic_write_text
+from kgcm._progress import progress_bar
 from kgcm.errors import ConfigError
 
 __all__ = [
@@ -138,6 +139,7 @@ def run_refute(
     epochs: int | None = None,
     checks: tuple[str, ...] = REFUTERS,
     log: Log = print,
+    progress: bool = True,
 ) -> list[RefutationResult]:
     """Run the refutation checks on a fitted run; write ``refute.json`` and ``refute.md``.
 
@@ -147,6 +149,8 @@ def run_refute(
     epochs : override of ``training.max_epochs`` for every refit (and then a refit of the
         original data as the reference); None: the run's own.
     checks : a subset of :data:`REFUTERS`.
+    progress : a progress bar over the refits (in a terminal); each refit's epoch bar nests
+        below it.
     """
     from kgcm.estimators import make_estimator
     from kgcm.experiments.fit import load_run, scenario_effects, scenario_path
@@ -184,68 +188,76 @@ def run_refute(
         return float(np.nanmean(effect))
 
     target = design.target(seqs, doy)
-    if epochs is None:
-        reference = loaded.estimator
-        log(f"original: the saved model, scenario {describe}")
-    else:
-        log(f"original: refit with {epochs} epochs, scenario {describe}")
-        reference = refit(seqs, target)
-    original = mean_effect(reference, seqs, t1)
-    log(f"original mean effect on {config.outcome}: {original:.4g} {prep.units}".rstrip())
+    # every check but the overlap diagnostic refits the estimator, and so does the original
+    # with --epochs: each may take as long as the run's own fit
+    n_refits = sum(c != "overlap" for c in checks) + (epochs is not None)
+    with progress_bar(progress, "refits", n_refits) as advance:
+        if epochs is None:
+            reference = loaded.estimator
+            log(f"original: the saved model, scenario {describe}")
+        else:
+            log(f"original: refit with {epochs} epochs, scenario {describe}")
+            reference = refit(seqs, target)
+            advance()
+        original = mean_effect(reference, seqs, t1)
+        log(f"original mean effect on {config.outcome}: {original:.4g} {prep.units}".rstrip())
 
-    results: list[RefutationResult] = []
-    for k, name in enumerate(REFUTERS):
-        if name not in checks:
-            continue
-        rng = np.random.default_rng([config.seed, k])
-        if name == "overlap":
-            report = check_overlap(seqs.T, seqs.X, t1, seed=config.seed)
-            results.append(RefutationResult(
-                name, "kgcm.check_overlap: T varies at given X; the scenario stays in support",
-                None, None, report.r2, report.r2_max, report.ok, report.message,
-            ))  # fmt: skip
-            continue
-        log(f"refuting: {name}")
-        if name in ("placebo_time", "placebo_units"):
-            placebo = (
-                _placebo_time(seqs.T, seqs.cell_index(), rng)
-                if name == "placebo_time"
-                else seqs.T[rng.permutation(seqs.n_units)]
-            )
-            variant = replace(seqs, T=placebo)
-            new = mean_effect(refit(variant, target), variant, scenario_path(variant.T,
-                              config.scenario)[0])  # fmt: skip
-            text = (
-                "treatment paths permuted in time within each cell, cell levels equalised"
-                if name == "placebo_time"
-                else "treatment paths permuted across units (cells and times)"
-            )
-        elif name == "dummy_outcome":
-            train_target = target[train_idx]
-            noise = rng.normal(train_target.mean(), train_target.std(), size=target.shape)
-            new = mean_effect(refit(seqs, noise), seqs, t1)
-            text = "outcome replaced by noise independent of T (the target's mean and sd)"
-        elif name == "random_common_cause":
-            column = rng.standard_normal((*seqs.X.shape[:2], 1))
-            variant = replace(
-                seqs,
-                X=np.concatenate([seqs.X, column], axis=-1),
-                feature_names=(*seqs.feature_names, "random_common_cause"),
-            )
-            new = mean_effect(refit(variant, target), variant, t1)
-            text = "an independent N(0, 1) covariate added at every step"
-        else:  # data_subset
-            keep = np.sort(
-                rng.choice(
-                    train_idx, size=max(2, round(SUBSET_FRACTION * len(train_idx))), replace=False
+        results: list[RefutationResult] = []
+        for k, name in enumerate(REFUTERS):
+            if name not in checks:
+                continue
+            rng = np.random.default_rng([config.seed, k])
+            if name == "overlap":
+                report = check_overlap(seqs.T, seqs.X, t1, seed=config.seed)
+                results.append(RefutationResult(
+                    name, "kgcm.check_overlap: T varies at given X; the scenario stays in support",
+                    None, None, report.r2, report.r2_max, report.ok, report.message,
+                ))  # fmt: skip
+                continue
+            log(f"refuting: {name}")
+            if name in ("placebo_time", "placebo_units"):
+                placebo = (
+                    _placebo_time(seqs.T, seqs.cell_index(), rng)
+                    if name == "placebo_time"
+                    else seqs.T[rng.permutation(seqs.n_units)]
                 )
-            )
-            new = mean_effect(refit(seqs, target, keep), seqs, t1)
-            text = f"refit on a random {SUBSET_FRACTION:.0%} of the training units"
-        ratio, threshold, passed = judge(name, original, new)
-        results.append(RefutationResult(name, text, original, new, ratio, threshold, passed))
-        log(f"  {name}: {new:.4g} (ratio {ratio:.3f}, limit {threshold:g}) "
-            f"{'pass' if passed else 'FAIL'}")  # fmt: skip
+                variant = replace(seqs, T=placebo)
+                new = mean_effect(refit(variant, target), variant, scenario_path(variant.T,
+                                  config.scenario)[0])  # fmt: skip
+                text = (
+                    "treatment paths permuted in time within each cell, cell levels equalised"
+                    if name == "placebo_time"
+                    else "treatment paths permuted across units (cells and times)"
+                )
+            elif name == "dummy_outcome":
+                train_target = target[train_idx]
+                noise = rng.normal(train_target.mean(), train_target.std(), size=target.shape)
+                new = mean_effect(refit(seqs, noise), seqs, t1)
+                text = "outcome replaced by noise independent of T (the target's mean and sd)"
+            elif name == "random_common_cause":
+                column = rng.standard_normal((*seqs.X.shape[:2], 1))
+                variant = replace(
+                    seqs,
+                    X=np.concatenate([seqs.X, column], axis=-1),
+                    feature_names=(*seqs.feature_names, "random_common_cause"),
+                )
+                new = mean_effect(refit(variant, target), variant, t1)
+                text = "an independent N(0, 1) covariate added at every step"
+            else:  # data_subset
+                keep = np.sort(
+                    rng.choice(
+                        train_idx,
+                        size=max(2, round(SUBSET_FRACTION * len(train_idx))),
+                        replace=False,
+                    )
+                )
+                new = mean_effect(refit(seqs, target, keep), seqs, t1)
+                text = f"refit on a random {SUBSET_FRACTION:.0%} of the training units"
+            ratio, threshold, passed = judge(name, original, new)
+            results.append(RefutationResult(name, text, original, new, ratio, threshold, passed))
+            advance()
+            log(f"  {name}: {new:.4g} (ratio {ratio:.3f}, limit {threshold:g}) "
+                f"{'pass' if passed else 'FAIL'}")  # fmt: skip
 
     run = loaded.run_dir
     payload = {

@@ -4,10 +4,11 @@ twin (``report.html``, ``report.md``).
 The report gathers what the run folder holds (a ``kgcm fit`` run, with whatever ``kgcm effect``,
 ``kgcm dose-response`` and ``kgcm refute`` added to it, or a ``kgcm demo`` folder): provenance
 of every file (sizes and the SHA-256 the run recorded in ``manifest.json``; the input store and
-its product files), the treatment, the estimand and covariates, the config, the overlap
-diagnostic, the metrics beside the references, the effects and their maps, the dose-response,
-the refutations and what is known of the intervals' calibration. A part that was not run is
-stated with the command that adds it, never left out silently.
+every product file it was prepared from, with the size and SHA-256 ``kgcm prepare`` recorded in
+the store's ``kgcm_inputs.json``), the treatment, the estimand and covariates, the config, the
+overlap diagnostic, the metrics beside the references, the effects and their maps, the
+dose-response, the refutations and what is known of the intervals' calibration. A part that was
+not run is stated with the command that adds it, never left out silently.
 
 The HTML embeds every figure as base64 PNG and its own CSS; it loads nothing (no scripts, fonts
 or style sheets from anywhere), so it opens offline and can be mailed as one file. The Markdown
@@ -17,6 +18,7 @@ twin links the figures beside it in the run folder.
 from __future__ import annotations
 
 import base64
+import glob
 import html
 import json
 import os
@@ -27,6 +29,7 @@ from typing import Any
 
 from kgcm._io import MARKER, atomic_write_text, read_marker
 from kgcm.errors import DataError
+from kgcm.provenance import INPUTS, INPUTS_ATTR, read_inputs
 
 __all__ = ["Report", "build_report", "render_html", "render_markdown", "write_report"]
 
@@ -65,7 +68,18 @@ class Image:
     caption: str
 
 
-Block = Text | Missing | Code | Table | Image
+@dataclass(frozen=True)
+class Details:
+    """A long table folded under a one-line summary (HTML ``<details>``; Markdown shows both)."""
+
+    summary: str
+    table: Table
+
+
+Block = Text | Missing | Code | Table | Details | Image
+
+#: tables longer than this are folded in the HTML report
+_FOLD_ROWS = 20
 
 
 @dataclass
@@ -212,33 +226,45 @@ def _store_blocks(data: Path) -> list[Block]:
                 f"({attrs.get('title', '')}); it has no product files."
             )
         )
-    sources = []
     try:
         prepare = tomllib.loads(str(attrs.get("kgcm_prepare_config", "")))
     except tomllib.TOMLDecodeError:
         prepare = {}
-    for source in prepare.get("sources", []) or []:
+    try:
+        record = read_inputs(data, attrs)
+    except DataError as exc:
+        blocks.append(Missing(f"the store's record of its input files is unusable: {exc}"))
+        record = None
+    if record is not None:
+        blocks.extend(_inputs_blocks(record, str(attrs.get(INPUTS_ATTR, ""))))
+    elif prepare.get("sources") and not (data / INPUTS).exists():
+        blocks.append(
+            Missing(
+                f"the store predates kgcm's record of input files (it has no {INPUTS}): the "
+                f"size and SHA-256 of each product file it was prepared from were not recorded. "
+                f"Run kgcm prepare again to record them; below are the config's paths as found "
+                f"now."
+            )
+        )
+    sources = []
+    for source in [] if record is not None else prepare.get("sources", []) or []:
         paths = source.get("paths", [])
         for p in [paths] if isinstance(paths, str) else paths:
-            path = Path(p)
+            found = [Path(m) for m in sorted(glob.glob(p))] if glob.has_magic(p) else [Path(p)]
+            found = [f for f in found if f.is_file()]
             where = (
-                f"{_size(path.stat().st_size)}"
-                if path.is_file()
+                f"{len(found)} file{'s' if len(found) > 1 else ''}, "
+                f"{_size(sum(f.stat().st_size for f in found))}"
+                if found
                 else "not found from here (the path is relative to the prepare config, or the "
                 "file moved)"
             )
             sources.append(
-                (str(source.get("name", "")), str(source.get("reader", "auto")), str(p), where)
+                (str(source.get("name", "")), str(source.get("product") or "auto"), str(p), where)
             )
     if sources:
-        blocks.append(
-            Text(
-                "Product files read by kgcm prepare (as its config names them; kgcm "
-                "prepare records their sizes and content hashes in its resume key "
-                "only, so no per-file checksum is shown):"
-            )
-        )
-        blocks.append(Table(("source", "reader", "path", "size"), tuple(sources)))
+        blocks.append(Text("Product files as kgcm prepare's config names them (sizes as now):"))
+        blocks.append(Table(("source", "product", "path", "size"), tuple(sources)))
     if "sources" in attrs:
         try:
             products = json.loads(attrs["sources"])
@@ -259,6 +285,30 @@ def _store_blocks(data: Path) -> list[Block]:
     if "history" in attrs:
         blocks.append(Text(f"Store history: {attrs['history']}."))
     return blocks
+
+
+def _inputs_blocks(record: dict[str, Any], digest: str) -> list[Block]:
+    """Every input file of a prepared store with its size and SHA-256, as recorded."""
+    rows = tuple(
+        (
+            str(f.get("source", "")),
+            str(f.get("role", "")),
+            str(f.get("path", "")),
+            str(f.get("resolved", "")),
+            f"{int(f.get('size', 0)):,}",
+            str(f.get("sha256", "")),
+        )
+        for f in record.get("files", [])
+    )
+    total = sum(int(f.get("size", 0)) for f in record.get("files", []))
+    summary = f"{len(rows)} input files, {_size(total)} in all"
+    table = Table(("source", "role", "path", "resolved path", "bytes", "SHA-256"), rows)
+    text = Text(
+        f"Every file kgcm prepare read, with its size and the SHA-256 of its whole content, as "
+        f"recorded in the store's {INPUTS} (its SHA-256 {digest}, kept in the store's "
+        f"attributes); a folder's SHA-256 is that of its files' listing:"
+    )
+    return [text, Details(summary, table) if len(rows) > _FOLD_ROWS else table]
 
 
 def _treatment_attrs(data: Path, name: str) -> dict[str, Any]:
@@ -749,11 +799,22 @@ figure{margin:1em 0}
 figure img{max-width:100%;border:1px solid #ddd}
 figcaption{color:#555;font-size:.9em}
 nav{background:#f3f7fa;padding:.6em 1em;border:1px solid #c8d6e0}
+details{margin:.8em 0}
+summary{cursor:pointer;color:#1f5f8b}
 """
 
 
 def _anchor(name: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in name.lower())
+
+
+def _html_table(table: Table) -> str:
+    e = html.escape
+    head = "".join(f"<th>{e(h)}</th>" for h in table.header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in table.rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def render_html(report: Report) -> str:
@@ -779,11 +840,11 @@ def render_html(report: Report) -> str:
             elif isinstance(b, Code):
                 parts.append(f"<pre>{e(b.text)}</pre>")
             elif isinstance(b, Table):
-                head = "".join(f"<th>{e(h)}</th>" for h in b.header)
-                body = "".join(
-                    "<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in b.rows
+                parts.append(_html_table(b))
+            elif isinstance(b, Details):
+                parts.append(
+                    f"<details><summary>{e(b.summary)}</summary>{_html_table(b.table)}</details>"
                 )
-                parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
             else:
                 data = base64.b64encode(b.path.read_bytes()).decode("ascii")
                 parts.append(
@@ -810,10 +871,13 @@ def render_markdown(report: Report) -> str:
                 lines += [f"> **Not available.** {b.text}", ""]
             elif isinstance(b, Code):
                 lines += ["```toml", b.text.rstrip("\n"), "```", ""]
-            elif isinstance(b, Table):
-                lines.append("| " + " | ".join(map(_md_cell, b.header)) + " |")
-                lines.append("|" + "---|" * len(b.header))
-                lines += ["| " + " | ".join(map(_md_cell, row)) + " |" for row in b.rows]
+            elif isinstance(b, Table | Details):
+                table = b if isinstance(b, Table) else b.table
+                if isinstance(b, Details):
+                    lines += [f"{b.summary}:", ""]
+                lines.append("| " + " | ".join(map(_md_cell, table.header)) + " |")
+                lines.append("|" + "---|" * len(table.header))
+                lines += ["| " + " | ".join(map(_md_cell, row)) + " |" for row in table.rows]
                 lines.append("")
             else:
                 lines += [f"![{b.caption}]({b.path.name})", ""]
