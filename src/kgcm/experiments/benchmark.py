@@ -817,7 +817,9 @@ def _run_grid(
             for d, e, s in todo
         )
         runner = Parallel(n_jobs=config.n_jobs, return_as="generator_unordered")
-        with _progress(progress, len(todo)) as advance:
+        from kgcm._progress import progress_bar
+
+        with progress_bar(progress, "runs", len(todo)) as advance:
             for row in runner(jobs):
                 status = "" if row["status"] == "ok" else f" [{row['status'][:60]}]"
                 log(
@@ -832,25 +834,6 @@ def _run_grid(
             results[m] = np.nan
     _write_reports(results, config, out_dir)
     return results
-
-
-class _progress:
-    def __init__(self, enabled: bool, total: int) -> None:
-        self.enabled, self.total = enabled, total
-
-    def __enter__(self) -> Callable[[], None]:
-        if not self.enabled:
-            return lambda: None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-        self.bar = Progress("runs", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        self.bar.__enter__()
-        task = self.bar.add_task("runs", total=self.total)
-        return lambda: self.bar.advance(task)
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.enabled:
-            self.bar.__exit__(*exc)
 
 
 # --------------------------------------------------------------------------------------------
