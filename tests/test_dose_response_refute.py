@@ -234,3 +234,11 @@ def test_refits_and_strengths_show_progress_in_a_terminal_only(tiny, monkeypatch
     out = console(False)
     run_dose_response(tiny, strengths=(1.0, 1.5), allow_weak_overlap=True, **QUIET)
     assert out.getvalue() == ""
+    # kgcm effect: KGCM-VAE reports its pass over the units (one network, no refits)
+    from kgcm.experiments.fit import load_run, run_effect
+
+    assert load_run(tiny, **QUIET).estimator.effect_passes() == 1
+    out = console(True)
+    run_effect(tiny, out=tiny.parent / "bar" / "effects.nc", allow_weak_overlap=True,
+               progress=True, **QUIET)  # fmt: skip
+    assert "effects on" in out.getvalue() and "1/1" in out.getvalue(), out.getvalue()

@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 
-__all__ = ["progress_bar"]
+__all__ = ["progress_bar", "report", "reported"]
+
+#: the bar that :func:`report` moves, set by :func:`reported` (None: nothing listens)
+_LISTENER: ContextVar[Callable[..., None] | None] = ContextVar("kgcm_progress", default=None)
 
 
 @contextlib.contextmanager
@@ -62,3 +66,23 @@ def progress_bar(
     ) as bar:
         task = bar.add_task(description, total=total, completed=completed)
         yield lambda n=1: bar.advance(task, n)
+
+
+@contextlib.contextmanager
+def reported(enabled: bool, description: str, total: float) -> Iterator[None]:
+    """A bar (as :func:`progress_bar`) that code deeper down moves with :func:`report`: a long
+    step inside one library call (an estimator's effects over many units, in chunks) shows
+    progress without passing a callback through every layer."""
+    with progress_bar(enabled, description, total) as advance:
+        token = _LISTENER.set(advance)
+        try:
+            yield
+        finally:
+            _LISTENER.reset(token)
+
+
+def report(n: float = 1) -> None:
+    """Move the enclosing :func:`reported` bar on by ``n`` (nothing happens outside one)."""
+    listener = _LISTENER.get()
+    if listener is not None:
+        listener(n)

@@ -253,6 +253,9 @@ def effect(
         int | None, typer.Option(help="Year drawn in detail (default: the latest full one).")
     ] = None,
     allow_weak_overlap: AllowWeakOpt = False,
+    progress: Annotated[
+        bool, typer.Option(help="Show a progress bar over the units (KGCM-VAE).")
+    ] = True,
 ) -> None:
     """Effects of a treatment scenario with intervals, written as CF NetCDF plus figures:
     seasonal means, the effect by day of year, one year in detail (and maps for a grid)."""
@@ -277,6 +280,7 @@ def effect(
             year=year,
             log=log,
             allow_weak_overlap=allow_weak_overlap,
+            progress=progress,
         )
 
     summary = _run_logged(work)

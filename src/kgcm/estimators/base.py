@@ -372,6 +372,9 @@ class BaseEstimator:
     name: ClassVar[str] = ""
     #: why ``fit(..., inference="bootstrap")`` is refused for this estimator ("" = allowed)
     no_bootstrap_reason: ClassVar[str] = ""
+    #: whether effects report their progress to ``kgcm._progress.report`` (1 per pass of a
+    #: member network over the units; see :meth:`effect_passes`)
+    reports_progress: ClassVar[bool] = False
     tags: ClassVar[dict[str, bool]] = {
         "intervals": False,
         "needs_covariates": False,
@@ -602,6 +605,14 @@ class BaseEstimator:
         self._check_finite(draws, "effect draws")
         lower, upper = np.quantile(draws, [alpha / 2.0, 1.0 - alpha / 2.0], axis=0)
         return draws.mean(axis=0), lower, upper
+
+    def effect_passes(self) -> int:
+        """How many passes over the units one ``effect``/``effect_with_interval`` call makes
+        (member networks of the fit and of every bootstrap refit): the total of the progress
+        an estimator with ``reports_progress`` reports."""
+        self._check_fitted()
+        own = len(getattr(self, "models_", ())) or 1
+        return own + sum(m.effect_passes() for m in getattr(self, "bootstrap_", []) or [])
 
     def gives_intervals(self) -> bool:
         """Whether this fitted estimator gives intervals (``effect_interval``): always after a

@@ -77,6 +77,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from kgcm._progress import report
 from kgcm.errors import ConfigError, InputError
 from kgcm.estimators._recurrent import NeuralSequenceEstimator, group_mmd, mlp
 from kgcm.estimators.adjacency import AdjacencySpec, build_adjacency
@@ -377,6 +378,8 @@ class KGCMVAE(NeuralSequenceEstimator):
         "counterfactual_state": ("held", "propagated"),
     }
     _label: ClassVar[str] = "KGCM-VAE"
+    #: effects move kgcm._progress's bar: one unit per member's pass over the units
+    reports_progress: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -587,6 +590,8 @@ class KGCMVAE(NeuralSequenceEstimator):
         out = []
         for start in range(0, x.shape[0], chunk):
             sl = slice(start, start + chunk)
+            if draws:  # effects: each member's pass over the units counts 1 on kgcm effect's bar
+                report(min(chunk, x.shape[0] - start) / x.shape[0])
             # abduction uses the factual path T0 (only read when encoder_treatment is on)
             mu, logvar = net.posterior(x[sl], t0[sl])
             assert t1 is not None

@@ -506,18 +506,27 @@ def scenario_effects(
     seqs: SequenceSet,
     t1: np.ndarray,
     alpha: float,
+    *,
+    progress: bool = False,
 ) -> dict[str, np.ndarray]:
     """Effects of ``T0 → T1`` on ``seqs`` as outcomes on the grid (time, ...space): ``factual``,
     ``effect`` and, when the estimator gives intervals, ``effect_lower``/``effect_upper``.
+    ``progress`` draws a bar over the estimator's passes over the units, for estimators that
+    report them (``reports_progress``; in a terminal only).
 
     Computed in the estimator's coordinate and mapped back to the bounded outcome by
     ``_combine`` (overlapping windows averaged past ``effect_burn_in``).
     """
+    from kgcm._progress import reported
+
     X = prep.design.covariates(seqs, prep.doy).values
-    if est.gives_intervals():
-        delta, lower, upper = est.effect_with_interval(X, T0=seqs.T, T1=t1, alpha=alpha)
-    else:
-        delta, lower, upper = est.effect(X, T0=seqs.T, T1=t1), None, None
+    shown = progress and est.reports_progress
+    passes = est.effect_passes() if shown else 0
+    with reported(shown, f"effects on {seqs.n_units:,} units ({passes} passes)", passes):
+        if est.gives_intervals():
+            delta, lower, upper = est.effect_with_interval(X, T0=seqs.T, T1=t1, alpha=alpha)
+        else:
+            delta, lower, upper = est.effect(X, T0=seqs.T, T1=t1), None, None
     overlapping = 0 < config.stride < config.window
     burn_in = config.burn_in if overlapping else 0
     return _combine(seqs, prep.design, delta, lower, upper, burn_in)
@@ -533,9 +542,11 @@ def run_effect(
     year: int | None = None,
     log: Log = print,
     allow_weak_overlap: bool = False,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Effects of a treatment scenario for a fitted run; writes ``effects.nc``, a summary
-    (``effects.json``) and figures.
+    (``effects.json``) and figures. ``progress``: a bar over the estimator's passes over the
+    units, where it reports them (KGCM-VAE), in a terminal.
 
     ``units``: ``"all"`` or ``"test"`` (held-out units only). Where windows overlap, each
     step's effect averages the windows covering it at a position >= ``effect_burn_in``; the
@@ -576,6 +587,7 @@ def run_effect(
             year=year,
             log=relay,
             allow_weak_overlap=allow_weak_overlap,
+            progress=progress,
         )
         summary["effects_file"] = str(out_path)
         return summary
@@ -672,6 +684,7 @@ def _run_effect(
     year: int | None,
     log: Log,
     allow_weak_overlap: bool,
+    progress: bool = False,
 ) -> dict[str, Any]:
     from kgcm.overlap import require_overlap
 
@@ -690,7 +703,7 @@ def _run_effect(
         seqs.T, seqs.X, t1, allow_weak=allow_weak_overlap, log=log, seed=config.seed
     )
     log(f"effects of {describe} on {seqs.n_units:,} units")
-    combined = scenario_effects(loaded.estimator, config, prep, seqs, t1, alpha)
+    combined = scenario_effects(loaded.estimator, config, prep, seqs, t1, alpha, progress=progress)
     out_path = Path(out)
     from kgcm.experiments.outputs import effects_dataset, heldout_share, write_effects
 
