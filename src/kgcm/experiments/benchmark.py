@@ -956,7 +956,7 @@ def _write_reports(results: pd.DataFrame, config: BenchmarkConfig, out: Path) ->
     lines = [
         f"# {config.name}",
         "",
-        f"Evaluation seeds: {', '.join(map(str, config.seeds))}{tuning}.",
+        f"Seeds run: {', '.join(map(str, config.seeds))}{tuning}.",
         "",
         "mean ± sd (n seeds) over finished runs; lower is better except coverage.",
         "",
