@@ -494,7 +494,7 @@ def test_a_resumed_prepare_does_not_hash_again(products, tmp_path, monkeypatch) 
 
     cfg = _config(products, output=str(tmp_path / "r.zarr"))
     hashed: list[str] = []
-    original = kgcm.provenance._hash_file
+    original = kgcm.provenance.file_hash
 
     def counting(path, advance):
         hashed.append(str(path))
@@ -503,7 +503,7 @@ def test_a_resumed_prepare_does_not_hash_again(products, tmp_path, monkeypatch) 
         return original(path, advance)
 
     stop = {"hashing": True}
-    monkeypatch.setattr(kgcm.provenance, "_hash_file", counting)
+    monkeypatch.setattr(kgcm.provenance, "file_hash", counting)
     with pytest.raises(KeyboardInterrupt):
         run_prepare(cfg, log=lambda m: None, progress=False)
     assert len(hashed) == 2 and list(tmp_path.glob(".r.zarr.partial.inputs.json"))
@@ -517,7 +517,7 @@ def test_a_resumed_prepare_does_not_hash_again(products, tmp_path, monkeypatch) 
     assert len(hashed) == n_files - 1  # all but the first, which the interrupted run finished
     hashed.clear()
     monkeypatch.undo()
-    monkeypatch.setattr(kgcm.provenance, "_hash_file", counting)
+    monkeypatch.setattr(kgcm.provenance, "file_hash", counting)
     store = run_prepare(cfg, log=lambda m: None, progress=False).path
     assert hashed == []
     assert len(_inputs(store)["files"]) == n_files

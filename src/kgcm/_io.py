@@ -207,12 +207,15 @@ def read_marker(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else {"kind": "?", "damaged": True}
 
 
-def file_hash(path: str | os.PathLike[str]) -> str:
-    """SHA-256 of a file's bytes (hex), read in blocks."""
+def file_hash(path: str | os.PathLike[str], advance: Callable[[int], None] | None = None) -> str:
+    """SHA-256 of a file's bytes (hex), read in 1 MiB blocks; ``advance(n)`` is told the
+    bytes of each block (a progress bar)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
+            if advance is not None:
+                advance(len(block))
     return h.hexdigest()
 
 

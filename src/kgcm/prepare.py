@@ -718,13 +718,6 @@ def _fingerprint_key(files: list[InputFile], fingerprints: list[Any]) -> str:
     return hashlib.sha256(json.dumps(entries).encode()).hexdigest()
 
 
-def input_fingerprint(config: PrepareConfig, base: Path) -> str:
-    """A key over every input file of ``config`` (paths, sizes, mtimes, content hashes) and the
-    kgcm version: the resume key of a partial store, so changed inputs start the store over."""
-    files = _input_files(config, base)
-    return _fingerprint_key(files, [_file_fingerprint(f.resolved) for f in files])
-
-
 def _hash_cache(output: Path) -> Path:
     """Where the input files' full hashes wait between an interrupted run and its resumption."""
     return output.with_name(f".{output.name}.partial.inputs.json")
@@ -744,7 +737,7 @@ def _write_zarr(
     Each block is one Zarr chunk along time, computed and written on its own
     (``to_zarr(region=...)``), so memory holds one block of the grid whatever the record length.
     The partial store remembers finished blocks under a key of the config, the sizes and the
-    inputs (``inputs``: :func:`input_fingerprint`): rerunning the same config on the same files
+    inputs (``inputs``: :func:`_fingerprint_key`): rerunning the same config on the same files
     after an interruption continues where it stopped; another config, or an input file changed
     in between, starts over. ``document`` (:func:`kgcm.provenance.record_inputs`) is written
     into the store as ``kgcm_inputs.json`` before its manifest, which lists it with its hash.

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kgcm._io import file_hash
+
 __all__ = [
     "INPUTS",
     "INPUTS_ATTR",
@@ -111,7 +113,6 @@ INPUTS = "kgcm_inputs.json"
 #: the store attribute holding the SHA-256 of that document
 INPUTS_ATTR = "kgcm_inputs_sha256"
 _FORMAT = "kgcm-inputs/1"
-_BLOCK = 1 << 20
 #: how often the hash cache is saved while hashing (seconds): at most this much work is redone
 #: after an interruption
 _SAVE_EVERY_S = 2.0
@@ -138,26 +139,17 @@ class InputFile:
     resolved: Path
 
 
-def _hash_file(path: Path, advance: Callable[[int], None]) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(_BLOCK), b""):
-            h.update(block)
-            advance(len(block))
-    return h.hexdigest()
-
-
 def _content(path: Path, advance: Callable[[int], None]) -> dict[str, Any]:
     """Size and SHA-256 of a file, or of a folder (a Zarr store): its size is the sum of its
     files' and its SHA-256 that of the lines ``relative path, size, SHA-256`` of every file in
     sorted order, so any change to any file changes it."""
     if not path.is_dir():
-        return {"size": path.stat().st_size, "sha256": _hash_file(path, advance)}
+        return {"size": path.stat().st_size, "sha256": file_hash(path, advance)}
     lines, total = [], 0
     for p in sorted(path.rglob("*")):
         if p.is_file():
             size = p.stat().st_size
-            lines.append(f"{p.relative_to(path).as_posix()}\t{size}\t{_hash_file(p, advance)}\n")
+            lines.append(f"{p.relative_to(path).as_posix()}\t{size}\t{file_hash(p, advance)}\n")
             total += size
     listing = "".join(lines).encode()
     return {"size": total, "sha256": hashlib.sha256(listing).hexdigest(), "files": len(lines)}
@@ -212,11 +204,12 @@ def record_inputs(
     keys = [str(f.resolved) for f in files]
     fps = [json.loads(json.dumps(fp)) for fp in fingerprints]  # compared as JSON reads them back
     entries = {k: known[k] for k in keys if isinstance(known.get(k), dict)}
-    todo = [
-        i
-        for i, (k, fp) in enumerate(zip(keys, fps, strict=True))
-        if entries.get(k, {}).get("fingerprint") != fp
-    ]
+    todo, seen = [], set()
+    for i, (k, fp) in enumerate(zip(keys, fps, strict=True)):
+        # a file listed twice (sources sharing files or a grid file) is hashed once
+        if k not in seen and entries.get(k, {}).get("fingerprint") != fp:
+            todo.append(i)
+        seen.add(k)
 
     def save() -> None:
         atomic_write_text(cache, json.dumps({"format": _FORMAT, "entries": entries}) + "\n")
