@@ -277,3 +277,11 @@ def test_benchmark_passes_the_grid(tmp_path) -> None:
     row = bm.run_cell(spec, point, 0, tau=5, alpha=0.1)
     assert row["status"] == "ok", row.get("traceback", row["status"])
     assert np.isfinite(row["pehe"]) and "coverage" not in row
+
+
+def test_a_model_file_without_training_units_is_refused_clearly() -> None:
+    from kgcm.errors import DataError
+
+    est = kgcm.make_estimator("gst-unet")
+    with pytest.raises(DataError, match="saved before prediction frames carried"):
+        est._set_state({"spatial": True})

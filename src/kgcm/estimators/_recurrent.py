@@ -382,12 +382,15 @@ def check_horizon(horizon: int | None) -> None:
         )
 
 
-def rollout_val_fn(seq: EncoderDecoder) -> Callable[[dict[str, torch.Tensor]], torch.Tensor]:
-    """Validation loss of an :class:`EncoderDecoder`: MSE of the whole-window rollout, the
-    prediction ``predict`` makes."""
+def rollout_val_fn(
+    predict: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+) -> Callable[[dict[str, torch.Tensor]], torch.Tensor]:
+    """Validation loss on the prediction effects are made of: MSE of ``predict(x, t)``, a
+    whole-window rollout that reads no observed outcome (an :class:`EncoderDecoder`'s
+    ``predict``, the Causal Transformer's ``rollout``)."""
 
     def val_fn(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return (seq.predict(batch["x"], batch["t"]) - batch["y"]).pow(2).mean()
+        return (predict(batch["x"], batch["t"]) - batch["y"]).pow(2).mean()
 
     return val_fn
 

@@ -63,6 +63,7 @@ from kgcm.estimators._recurrent import (
     dann_schedule,
     gaussian_log_density,
     mlp,
+    rollout_val_fn,
     shift_right,
 )
 from kgcm.estimators.training import TrainingConfig
@@ -327,11 +328,8 @@ class CausalTransformer(NeuralSequenceEstimator):
 
     @staticmethod
     def _val_fn(net: CausalTransformerNet):
-        def val_fn(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-            # the prediction effects are made of: no observed outcome is read, ŷ is fed back
-            return (net.rollout(batch["x"], batch["t"]) - batch["y"]).pow(2).mean()
-
-        return val_fn
+        # the prediction effects are made of: no observed outcome is read, ŷ is fed back
+        return rollout_val_fn(net.rollout)
 
     def _predict_member(self, net: nn.Module, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         assert isinstance(net, CausalTransformerNet)

@@ -196,7 +196,7 @@ class CRN(NeuralSequenceEstimator):
 
     @staticmethod
     def _val_fn(net: CRNNet):
-        return rollout_val_fn(net.seq)
+        return rollout_val_fn(net.seq.predict)
 
     def _predict_member(self, net: nn.Module, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         assert isinstance(net, CRNNet)

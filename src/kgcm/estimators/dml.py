@@ -19,7 +19,10 @@ inference (the covariance of :math:`(c_0, c)`).
 each unit's window is cut into consecutive sub-windows of ``n_lags`` = :math:`m` steps, each a
 group whose steps are periods. It estimates :math:`\theta_j(x)`, the effect of the
 treatment at period :math:`j` on the outcome at the last period :math:`m - 1`, heterogeneous in
-the first-step covariates :math:`x = X[:, 0]` (later steps enter as time-varying controls).
+each group's first-step covariates when fitting (later steps enter as time-varying controls);
+effects are then computed with the window's first-step covariates :math:`x = X[:, 0]` at every
+step. The sub-windows of one unit are treated as independent groups by EconML (in the
+cross-fitting folds and the standard errors), which makes the intervals optimistic.
 DynamicDML reads one outcome per group (its last period), so cutting a window of :math:`w`
 steps into :math:`w / m` groups gives that many more outcomes for :math:`m` lag effects instead
 of :math:`w`; lags of :math:`m` steps or more are assumed to have no effect. With the whole
@@ -264,8 +267,8 @@ class DynamicDML(_DMLBase):
         Nuisance and baseline learner; linear (least squares) by default because DynamicDML fits
         about ``m (m + 3) / 2`` nuisance models per fold for ``m`` steps.
     heterogeneity : bool
-        Effects linear in the first-step covariates ``X[:, 0]`` (True) or constant, with X only
-        as controls (False).
+        Effects linear in the first-step covariates (each group's when fitting, ``X[:, 0]``
+        when computing effects) (True) or constant, with X only as controls (False).
 
     Attributes
     ----------

@@ -822,5 +822,12 @@ class GSTUNet(MemberEnsemble, BaseEstimator):
 
     def _set_state(self, state: dict[str, Any]) -> None:
         self.spatial_ = bool(state["spatial"])
+        if "known" not in state:
+            from kgcm.errors import DataError
+
+            raise DataError(
+                "this GST-UNet model file was saved before prediction frames carried the "
+                "training units (it stores none of them); refit it with this kgcm version."
+            )
         self.known_ = dict(state["known"])
         self._load_members(state)

@@ -299,7 +299,7 @@ class RMSN(NeuralSequenceEstimator):
             self._build_outcome,
             data,
             loss_fn=lambda net: self._outcome_loss_fn(net, bounds),
-            val_fn=rollout_val_fn,
+            val_fn=lambda seq: rollout_val_fn(seq.predict),
             config=training,
             seed=seed,
             description=f"{description} outcome",
