@@ -235,16 +235,23 @@ def test_linear_dml_recovers_theta_and_matches_econml() -> None:
     assert np.all((lo <= effect) & (effect <= hi))
 
 
+def _lagged_panel(n: int, w: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """X (n, w, 2), T (n, w) confounded by X[..., 0], and Y with an effect of +1 now and +0.5
+    one step later."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, w, 2))
+    T = 0.5 * X[..., 0] + rng.normal(size=(n, w))
+    T_prev = np.concatenate([np.zeros((n, 1)), T[:, :-1]], axis=1)
+    Y = T + 0.5 * T_prev + X[..., 0] + 0.3 * rng.normal(size=(n, w))
+    return X, T, Y
+
+
 def test_dynamic_dml_recovers_lagged_effects_and_matches_econml() -> None:
     pytest.importorskip("econml")
     from econml.panel.dml import DynamicDML
 
-    rng = np.random.default_rng(0)
     n, m = 400, 3
-    X = rng.normal(size=(n, m, 2))
-    T = 0.5 * X[..., 0] + rng.normal(size=(n, m))
-    T_prev = np.concatenate([np.zeros((n, 1)), T[:, :-1]], axis=1)
-    Y = T + 0.5 * T_prev + X[..., 0] + 0.3 * rng.normal(size=(n, m))
+    X, T, Y = _lagged_panel(n, m, seed=0)
     # the whole window as one group, as EconML's reference below is fitted
     est = kgcm.make_estimator("dynamic-dml", seed=0, heterogeneity=False, n_lags=None)
     est.fit(Y, T, X=X)
@@ -271,12 +278,8 @@ def test_dynamic_dml_cuts_windows_into_groups_of_n_lags_steps() -> None:
     """n_lags=m fits EconML on consecutive m-step sub-windows (w // m groups a unit): the same
     model as the sub-windows passed as units, and effects that stop after m - 1 lags."""
     pytest.importorskip("econml")
-    rng = np.random.default_rng(1)
     n, w = 300, 6
-    X = rng.normal(size=(n, w, 2))
-    T = 0.5 * X[..., 0] + rng.normal(size=(n, w))
-    T_prev = np.concatenate([np.zeros((n, 1)), T[:, :-1]], axis=1)
-    Y = T + 0.5 * T_prev + X[..., 0] + 0.3 * rng.normal(size=(n, w))
+    X, T, Y = _lagged_panel(n, w, seed=1)
     est = kgcm.make_estimator("dynamic-dml", seed=0, heterogeneity=False, n_lags=2)
     est.fit(Y, T, X=X)
     assert est.n_lags_ == 2 and est.params_.shape == (2,)
