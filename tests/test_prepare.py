@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -487,6 +488,32 @@ def test_a_changed_input_gets_a_new_hash(tmp_path) -> None:
     for name, row in after.items():
         data = (tmp_path / name).read_bytes()
         assert row["sha256"] == hashlib.sha256(data).hexdigest() != before[name]
+
+
+def _open_paths() -> set[str]:
+    fds = Path("/proc/self/fd")
+    return {os.path.realpath(fds / fd) for fd in os.listdir(fds)}
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc/self/fd (Linux)")
+def test_prepare_closes_its_input_files(tmp_path) -> None:
+    # an input left open stays locked by HDF5: rewriting it after a prepare failed in CI
+    src = tmp_path / "p"
+    write_product("cmems-glorys12", src, ny=8, nx=16, days=20, days_per_file=10,
+                  variables=("sithick", "zos", "uo", "vo"), packed=False)  # fmt: skip
+    cfg = {
+        "sources": [{"name": "all", "paths": "p/*.nc", "product": "cmems-glorys12"}],
+        "chunks": {"time": 10, "y": 8, "x": 8}, "output": "a.zarr",
+    }  # fmt: skip
+    inputs = {os.path.realpath(p) for p in src.glob("*.nc")}
+    ds = kgcm_open(sorted(src.glob("*.nc")), product="cmems-glorys12")
+    ds["sithick"].isel(time=0).load()
+    assert inputs <= _open_paths()  # the check sees open files
+    ds.close()
+    assert not inputs & _open_paths()
+    run_prepare(from_dict(PrepareConfig, cfg), base_dir=tmp_path, log=lambda m: None,
+                progress=False)  # fmt: skip
+    assert not inputs & _open_paths()
 
 
 def test_a_resumed_prepare_does_not_hash_again(products, tmp_path, monkeypatch) -> None:

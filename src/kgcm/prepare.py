@@ -21,6 +21,7 @@ steps without the grid ones.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -233,8 +234,23 @@ def _run_prepare(
     log: Callable[[str], None],
     progress: bool,
 ) -> PrepareResult:
+    # every input file is closed when the run ends, written or failed: an open NetCDF file
+    # stays locked by HDF5, so rewriting an input after a prepare would fail
+    with contextlib.ExitStack() as files_open:
+        return _prepare_opened(config, base, output, files_open, log=log, progress=progress)
+
+
+def _prepare_opened(
+    config: PrepareConfig,
+    base: Path,
+    output: Path,
+    files_open: contextlib.ExitStack,
+    *,
+    log: Callable[[str], None],
+    progress: bool,
+) -> PrepareResult:
     started = _time.perf_counter()
-    opened = {s.name: _open_source(s, config, base, log) for s in config.sources}
+    opened = {s.name: _open_source(s, config, base, log, files_open) for s in config.sources}
     gridded = {n: "y" in ds.dims for n, ds in opened.items()}
     if len(set(gridded.values())) > 1:
         raise DataError(
@@ -295,7 +311,11 @@ def _resolve(base: Path, path: str) -> Path:
 
 
 def _open_source(
-    source: SourceConfig, config: PrepareConfig, base: Path, log: Callable[[str], None]
+    source: SourceConfig,
+    config: PrepareConfig,
+    base: Path,
+    log: Callable[[str], None],
+    files_open: contextlib.ExitStack,
 ) -> xr.Dataset:
     from kgcm.readers import open_dataset
 
@@ -315,6 +335,7 @@ def _open_source(
         options["variables"] = list(source.variables)
     region = list(config.polygon) or list(config.region) or None
     ds = open_dataset(paths, product=source.product or None, **options)
+    files_open.callback(ds.close)  # before the selections below drop the close hook
     if region is not None and "y" in ds.dims:
         from kgcm.readers.geometry import select_region
 

@@ -14,7 +14,7 @@ from typing import Any
 import xarray as xr
 
 from kgcm.errors import DataError, did_you_mean
-from kgcm.readers.base import Paths, Reader, expand_paths
+from kgcm.readers.base import Paths, Reader, collect_open_files, expand_paths
 
 __all__ = ["detect", "get_reader", "list_readers", "open_dataset", "reader_table"]
 
@@ -117,6 +117,7 @@ def open_dataset(paths: Paths, product: str | None = None, **options: Any) -> xr
     -------
     xarray.Dataset with dims ``(time, y, x)`` (or ``(time,)``), 2-D ``lat``/``lon``, canonical
     variables with CF ``standard_name``/``units``, and provenance in ``attrs``.
+    ``close()`` on the result closes every file it opened (it is also a context manager).
     """
     files = expand_paths(paths)
     name = product if product is not None else detect(files[0])
@@ -128,4 +129,17 @@ def open_dataset(paths: Paths, product: str | None = None, **options: Any) -> xr
                 f"{others[0]}: does not look like {name} data like {files[0]}; give files of one "
                 f"product per call, or choose the reader with product='<name>'."
             )
-    return reader.open(files, **options)
+    with collect_open_files() as opened:
+        try:
+            ds = reader.open(files, **options)
+        except BaseException:
+            for part in opened:
+                part.close()
+            raise
+
+    def close() -> None:
+        for part in opened:
+            part.close()
+
+    ds.set_close(close)
+    return ds

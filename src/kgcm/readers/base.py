@@ -11,9 +11,11 @@ checks the time axis, sets CF attributes and records provenance.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import glob
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -32,6 +34,7 @@ __all__ = [
     "assign_time_bounds",
     "canonical_variable",
     "check_time_axis",
+    "collect_open_files",
     "expand_paths",
     "fill_to_nan",
     "mask_from",
@@ -221,6 +224,27 @@ def netcdf_header(path: Path) -> tuple[dict[str, dict[str, Any]], dict[str, Any]
         return None
 
 
+#: the files opened by :func:`open_netcdf` while :func:`collect_open_files` is active
+_OPENED: contextvars.ContextVar[list[xr.Dataset] | None] = contextvars.ContextVar(
+    "kgcm_opened_files", default=None
+)
+
+
+@contextlib.contextmanager
+def collect_open_files() -> Iterator[list[xr.Dataset]]:
+    """Collect every file :func:`open_netcdf` opens inside the block, to close them later.
+
+    A reader's renames and selections drop xarray's close hook, so closing the returned dataset
+    alone would leave the files open (and locked by HDF5) until garbage collection.
+    """
+    opened: list[xr.Dataset] = []
+    token = _OPENED.set(opened)
+    try:
+        yield opened
+    finally:
+        _OPENED.reset(token)
+
+
 def open_netcdf(
     files: list[Path],
     *,
@@ -250,6 +274,9 @@ def open_netcdf(
                 f"be truncated or corrupt: download it again."
             ) from exc
         parts.append(ds)
+        collector = _OPENED.get()
+        if collector is not None:
+            collector.append(ds)
     if len(parts) == 1:
         return parts[0]
     try:
