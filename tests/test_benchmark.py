@@ -171,7 +171,7 @@ def test_ablation_variants() -> None:
     cfg = from_dict(bm.AblateConfig, {"datasets": [{"name": "a", "kind": "arctic"}]})
     specs = bm.ablation_estimators(cfg)
     assert len(specs) == 16
-    assert specs[0].key == "mmd+adj+transition+decoder"
+    assert specs[0].key == "mmd+adj+learned-prior+decoder"
     assert specs[-1].params == {
         "mmd_weight": 0.0,
         "adjacency": "off",

@@ -79,7 +79,7 @@ def test_standard_prior_refuses_forecasts(panel) -> None:
     est = kgcm.make_estimator("kgcm-vae", **fast_params("kgcm-vae"), prior="standard")
     est.fit(panel["Y"], panel["T"], X=panel["X"])
     T0, T1 = _plans(panel["T"])
-    with pytest.raises(InputError, match=r"no dynamics to roll.*prior='transition'"):
+    with pytest.raises(InputError, match=r"no dynamics to roll.*prior='autonomous'"):
         est.effect(panel["X"][:, :K], T0=T0, T1=T1)
 
 

@@ -191,7 +191,7 @@ def test_propagated_counterfactual_state_follows_the_prior(panel) -> None:
     from kgcm.estimators.kgcm_vae import _propagate
 
     X, T0 = panel["X"], panel["T"]
-    est = _fit(panel, counterfactual_state="propagated")
+    est = _fit(panel, counterfactual_state="propagated", prior="transition")
     net = est.models_[0]
     x = torch.as_tensor(est.x_scaler_.transform(X), dtype=torch.float32)
     t0 = torch.as_tensor(est.t_scaler_.transform(T0), dtype=torch.float32)
@@ -203,10 +203,11 @@ def test_propagated_counterfactual_state_follows_the_prior(panel) -> None:
     np.testing.assert_array_equal(moved[:, 0], mu[:, 0])
     assert (moved[:, 1:] - mu[:, 1:]).abs().max() > 1e-4
     # effects differ from the held state's (same fit, only the counterfactual state changes)
-    held = _fit(panel)
+    held = _fit(panel, prior="transition")
     e_prop = est.effect(X, T0=T0, T1=T0 + 1.0)
     e_held = held.effect(X, T0=T0, T1=T0 + 1.0)
     assert np.abs(e_prop - e_held).max() > 1e-6
     np.testing.assert_allclose(est.effect(X, T0=T0, T1=T0), 0.0, atol=1e-4)
-    with pytest.raises(ConfigError, match="has none; use prior='transition'"):
-        _fit(panel, counterfactual_state="propagated", prior="standard")
+    for prior in ("standard", "autonomous"):  # no treatment in the prior: nothing to follow
+        with pytest.raises(ConfigError, match="use prior='transition'"):
+            _fit(panel, counterfactual_state="propagated", prior=prior)

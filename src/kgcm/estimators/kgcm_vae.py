@@ -40,7 +40,7 @@ over ``n_ensemble`` independently seeded models. Intervals are quantiles of thos
 Forecasts under a treatment plan. Given a history ``X (n, k, p)`` and plans ``T0``/``T1`` of
 ``k + h`` steps (equal on the history), z is inferred on the history only (abduction, the
 posterior's last step :math:`z_k`) and rolled forward over the ``h`` plan steps with the
-transition prior, under each plan with the *same* noise draws:
+prior, under each plan with the *same* noise draws:
 
 .. math::
 
@@ -48,8 +48,10 @@ transition prior, under each plan with the *same* noise draws:
     \epsilon_s, \quad s = k+1..k+h,\ a \in \{0, 1\},
 
 and the effect on step ``s`` is :math:`f(z^1_s, T^1) - f(z^0_s, T^0)`, the treatment features
-read from the whole path (history plus plan). No covariate after step ``k`` is used: the prior
-carries how the treatment moves the hidden state (hence the covariates it generates). Draws of
+read from the whole path (history plus plan). No covariate after step ``k`` is used. With the
+default autonomous prior (no ``v`` in μ, σ) both rolls are the same path and the plan acts
+through the outcome head and its treatment history; ``prior="transition"`` lets the plan move
+the hidden state too. Draws of
 :math:`z_k` and of :math:`\epsilon` give the intervals. ``prior="standard"`` has no dynamics to
 roll and refuses forecasts. The outcome history ``Y`` is not read (the encoder infers z from
 the covariates).
@@ -60,8 +62,11 @@ Departures from the paper's notebooks, and why:
   the latent code can carry a copy of the factual treatment and the outcome head learns the
   effect from that copy; a counterfactual path then barely moves the prediction (the
   "treatment hidden in the covariates" flaw). MMD pushes against this but does not remove it.
-- The prior is the paper's learned transition :math:`p(z_t \mid z_{t-1}, v_t)` (the notebooks
-  used N(0, I); ``prior="standard"`` restores that).
+- The prior is learned and autonomous, :math:`p(z_t \mid z_{t-1})`, not the paper's
+  :math:`p(z_t \mid z_{t-1}, v_t)` (``prior="transition"``): an effect that holds the latent
+  state at its factual posterior contradicts a prior in which the treatment moves that state,
+  and re-propagating the state under the prior measured far worse. Without ``v`` in the prior,
+  held and propagated states coincide. The notebooks used N(0, I) (``prior="standard"``).
 - The decoder reconstructs the covariates (the notebooks decoded only y); the adjacency mask acts
   on the decoder, node by node, as the paper's "adjacency-constrained decoder".
 - The outcome head sees a learned causal filter of the treatment history (``history`` steps), so
@@ -139,7 +144,7 @@ class MaskedDecoder(nn.Module):
 
 
 class KGCMNet(nn.Module):
-    """The network: encoder, transition prior, masked decoder, outcome head."""
+    """The network: encoder, learned prior, masked decoder, outcome head."""
 
     def __init__(
         self,
@@ -271,10 +276,11 @@ class KGCMVAE(NeuralSequenceEstimator):
     encoder_treatment : bool
         Let the encoder see the factual treatment (the paper's q(z | x, v)); see the module
         docstring for why it is off by default.
-    prior : {"transition", "autonomous", "standard"}
-        Learned transition p(z_t | z_{t-1}, v_t); the same without the treatment,
-        p(z_t | z_{t-1}) (the treatment then moves only the outcome, never the hidden state, so
-        held and propagated counterfactual states coincide); or N(0, I) at every step.
+    prior : {"autonomous", "transition", "standard"}
+        Learned p(z_t | z_{t-1}) without the treatment (default: the treatment moves only the
+        outcome, never the hidden state, so held and propagated counterfactual states coincide
+        and the model agrees with itself); the paper's transition p(z_t | z_{t-1}, v_t); or
+        N(0, I) at every step.
     decoder : bool
         Reconstruct the covariates p(x_t | z_t) (off: the notebooks' outcome-only model).
     adjacency : {"physics", "learned", "off"}
@@ -306,7 +312,7 @@ class KGCMVAE(NeuralSequenceEstimator):
         median-heuristic bandwidths on standardised values: a continuous, history-dependent
         treatment is not reduced to two groups.
     rollout_weight : float
-        Weight of a factual forecast loss that trains the transition prior to carry the state
+        Weight of a factual forecast loss that trains the learned prior to carry the state
         forward: z inferred from the start of a training window, rolled through the prior
         under the factual treatment for ``rollout_steps`` steps, the outcome and covariates
         predicted from the rolled path (the validation loss then adds the same roll's error
@@ -392,7 +398,7 @@ class KGCMVAE(NeuralSequenceEstimator):
         dropout: float = 0.0,
         encoder: str = "bidirectional",
         encoder_treatment: bool = False,
-        prior: str = "transition",
+        prior: str = "autonomous",
         decoder: bool = True,
         adjacency: str = "physics",
         edges: Sequence[Sequence[str]] | None = None,
@@ -445,14 +451,14 @@ class KGCMVAE(NeuralSequenceEstimator):
         training = self._check_params()
         if self.counterfactual_state == "propagated" and self.prior != "transition":
             raise ConfigError(
-                "counterfactual_state='propagated' re-propagates z through the transition "
-                f"prior, but prior={self.prior!r} has none; use prior='transition' or "
-                "counterfactual_state='held'."
+                "counterfactual_state='propagated' re-propagates z under the counterfactual "
+                f"treatment through the prior, but prior={self.prior!r} does not read the "
+                "treatment; use prior='transition' or counterfactual_state='held'."
             )
         if self.rollout_weight and self.prior == "standard":
             raise ConfigError(
-                "rollout_weight > 0 trains the transition prior to forecast, but "
-                "prior='standard' has none; use prior='transition' or rollout_weight=0."
+                "rollout_weight > 0 trains the learned prior to forecast, but "
+                "prior='standard' has none; use prior='autonomous' or rollout_weight=0."
             )
         p = data.X.shape[2]
         self.block_ = max(1, -(-self.latent_dim // p)) if (self.decoder and p) else 0
@@ -620,7 +626,7 @@ class KGCMVAE(NeuralSequenceEstimator):
             raise InputError(
                 f"KGCM-VAE with prior={self.prior!r} cannot forecast under a plan: an N(0, I) "
                 f"prior has no dynamics to roll the hidden state forward with. Refit with "
-                f"prior='transition' (the default) or 'autonomous'."
+                f"prior='autonomous' (the default) or 'transition'."
             )
         return self._pooled_draws(self._roll, X, T0, T1)
 
@@ -637,7 +643,7 @@ class KGCMVAE(NeuralSequenceEstimator):
         rows_per_chunk: int = 65536,
     ) -> np.ndarray:
         """Effect draws on the plan steps, ``(draws, n, h)``, scaled units: z abducted on the
-        history ``X (n, k, p)``, rolled with the transition prior under ``T0`` and ``T1``
+        history ``X (n, k, p)``, rolled with the learned prior under ``T0`` and ``T1``
         ``(n, k + h)`` with shared noise."""
         assert net.transition is not None
         net.eval()
@@ -736,7 +742,7 @@ def _rollout_loss(
     *,
     sample: bool = True,
 ) -> torch.Tensor:
-    """Factual forecast error of the transition prior on a batch ``x (n, s, p)``, ``t``/``y
+    """Factual forecast error of the learned prior on a batch ``x (n, s, p)``, ``t``/``y
     (n, s)``: z is inferred from the first ``k`` steps only (as a forecast is), its last step
     rolled through p(z_t | z_{t-1}, v_t) under the factual treatment for ``h = min(steps,
     s - 1)`` steps, and the outcome (and, weighted, the covariates) predicted from the rolled

@@ -1044,8 +1044,8 @@ class AblateConfig:
     """KGCM-VAE with each switchable part on and off, on the same datasets and seeds.
 
     ``factors`` picks which parts vary (all four by default): ``mmd`` (weight ``mmd_weight`` 0.1 or
-    0), ``adjacency`` (``"physics"`` or ``"off"``), ``prior`` (``"transition"`` or
-    ``"standard"``), ``decoder`` (on or off). ``params`` are shared by every variant.
+    0), ``adjacency`` (``"physics"`` or ``"off"``), ``prior`` (the learned
+    ``"autonomous"`` prior, the default, or ``"standard"``), ``decoder`` (on or off). ``params`` are shared by every variant.
     """
 
     name: str = "ablation"
@@ -1077,7 +1077,10 @@ def ablation_estimators(config: AblateConfig) -> tuple[EstimatorSpec, ...]:
         # worlds of configs/tuning-kgcm-vae.toml)
         "mmd": [("mmd", {"mmd_weight": 0.1}), ("no-mmd", {"mmd_weight": 0.0})],
         "adjacency": [("adj", {"adjacency": "physics"}), ("no-adj", {"adjacency": "off"})],
-        "prior": [("transition", {"prior": "transition"}), ("std-prior", {"prior": "standard"})],
+        "prior": [
+            ("learned-prior", {"prior": "autonomous"}),
+            ("std-prior", {"prior": "standard"}),
+        ],
         "decoder": [("decoder", {"decoder": True}), ("no-decoder", {"decoder": False})],
     }
     specs = []
