@@ -1044,8 +1044,9 @@ class AblateConfig:
     """KGCM-VAE with each switchable part on and off, on the same datasets and seeds.
 
     ``factors`` picks which parts vary (all four by default): ``mmd`` (weight ``mmd_weight`` 0.1 or
-    0), ``adjacency`` (``"physics"`` or ``"off"``), ``prior`` (the learned
-    ``"autonomous"`` prior, the default, or ``"standard"``), ``decoder`` (on or off). ``params`` are shared by every variant.
+    0), ``adjacency`` (``"physics"`` or ``"off"``), ``prior`` (the learned ``"autonomous"``
+    prior, the default, or ``"standard"``), ``decoder`` (on or off). ``params`` are shared by
+    every variant.
     """
 
     name: str = "ablation"
