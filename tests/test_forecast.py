@@ -125,7 +125,7 @@ def test_zero_effect_forecasts_zero(panel) -> None:
 
 @pytest.mark.parametrize(
     ("name", "cls"),
-    [("s-learner", "SLearner"), ("linear-dml", "LinearDML"), ("causal-transformer", "Causal")],
+    [("s-learner", "SLearner"), ("linear-dml", "LinearDML"), ("gst-unet", "GSTUNet")],
 )
 def test_estimator_without_forecast_names_those_with(panel, name, cls) -> None:
     assert name in kgcm.list_estimators(forecast=False)
@@ -133,7 +133,7 @@ def test_estimator_without_forecast_names_those_with(panel, name, cls) -> None:
     est.fit(panel["Y"], panel["T"], X=panel["X"])
     T0, T1 = _plans(panel["T"])
     X, Y = panel["X"][:, :K], panel["Y"][:, :K]
-    match = rf"{cls}\w* cannot forecast.*crn, kgcm-vae, rmsn, zero-effect"
+    match = rf"{cls}\w* cannot forecast.*causal-transformer, crn, kgcm-vae, rmsn, zero-effect"
     with pytest.raises(InputError, match=match):
         est.effect(X, T0=T0, T1=T1, Y=Y)
     if est.gives_intervals():
@@ -310,6 +310,50 @@ def test_encoder_decoder_baselines_forecast_without_future_covariates(panel, nam
     assert est.effect(panel["X"], T0=panel["T"], T1=panel["T"] + 1).shape == (40, 12)
     with pytest.raises(InputError, match=r"forecasts from the observed history.*pass Y"):
         est.effect(X, T0=T0, T1=T1)
+
+
+def test_causal_transformer_forecasts_without_covariate_tokens_after_the_history(panel) -> None:
+    params = {**fast_params("causal-transformer"), "n_ensemble": 2}
+    T0, T1 = _plans(panel["T"], shift=2.0)
+    X, Y = panel["X"][:, :K], panel["Y"][:, :K]
+    plain = kgcm.make_estimator("causal-transformer", **params)
+    plain.fit(panel["Y"], panel["T"], X=panel["X"])
+    with pytest.raises(InputError, match=r"forecast_steps=0.*Refit with forecast_steps=h"):
+        plain.effect(X, T0=T0, T1=T1, Y=Y)
+    est = kgcm.make_estimator("causal-transformer", **params, forecast_steps=4)
+    est.fit(panel["Y"], panel["T"], X=panel["X"])
+    effect, lower, upper = est.effect_with_interval(X, T0=T0, T1=T1, Y=Y)
+    assert effect.shape == lower.shape == (40, 4)
+    assert np.all(lower <= upper) and np.abs(effect).mean() > 1e-3
+    assert not est.effect(X, T0=T0, T1=T0.copy(), Y=Y).any()
+    # the plan steps have no covariate token: the learned stand-in was trained (moved off 0)
+    assert all(float(net.unseen.detach().abs().max()) > 0 for net in est.models_)
+    # the observed outcomes are fed on the history: other outcomes, another forecast
+    assert np.abs(est.effect(X, T0=T0, T1=T1, Y=Y + 1.0) - effect).max() > 1e-6
+    # the whole-window estimand is unchanged, and the saved model forecasts the same
+    assert est.effect(panel["X"], T0=panel["T"], T1=panel["T"] + 1).shape == (40, 12)
+    with pytest.raises(InputError, match=r"forecasts from the observed history.*pass Y"):
+        est.effect(X, T0=T0, T1=T1)
+    longer = panel["X"][:, : K - 2], panel["Y"][:, : K - 2]  # a 6-step plan past 6 steps
+    with pytest.raises(InputError, match=r"runs 6 steps.*forecast_steps=4; refit with"):
+        est.effect(longer[0], T0=T0, T1=T1, Y=longer[1])
+    with pytest.raises(ConfigError, match=r"forecast_steps must be an integer >= 0"):
+        kgcm.make_estimator("causal-transformer", forecast_steps=-1).fit(
+            panel["Y"], panel["T"], X=panel["X"]
+        )
+
+
+def test_causal_transformer_forecast_survives_save_and_load(panel, tmp_path) -> None:
+    est = kgcm.make_estimator("causal-transformer", **fast_params("causal-transformer"),
+                              forecast_steps=4)  # fmt: skip
+    est.fit(panel["Y"], panel["T"], X=panel["X"])
+    T0, T1 = _plans(panel["T"])
+    X, Y = panel["X"][:, :K], panel["Y"][:, :K]
+    est.save(tmp_path / "ct.kgcm")
+    again = kgcm.load(tmp_path / "ct.kgcm")
+    np.testing.assert_array_equal(
+        again.effect(X, T0=T0, T1=T1, Y=Y), est.effect(X, T0=T0, T1=T1, Y=Y)
+    )
 
 
 @pytest.mark.parametrize("name", ["crn", "rmsn"])

@@ -44,6 +44,14 @@ teacher-forced fit: a model is kept for the predictions it is asked for. Departu
 exponential moving average of weights; one cross-attention module per stream shared by its two
 partner streams; a representation from the three streams only (no separate static-feature
 input; static covariates travel in ``X``).
+
+Forecasts under a plan (``forecast_steps > 0``). Given a history of ``k`` steps and a plan of
+``h <= forecast_steps`` more, the covariate stream has no token for the plan steps: a learned
+"unobserved" embedding stands in for :math:`x_s`, :math:`s > k`, while the treatment stream
+reads the plan and the outcome stream the observed outcomes, then the model's own predictions,
+fed back step by step as in the paper's multi-step prediction. Training teaches it: each
+unit's last ``m`` covariate tokens of a batch, ``m`` drawn uniformly from
+``0..forecast_steps``, are replaced by the same embedding.
 """
 
 from __future__ import annotations
@@ -55,7 +63,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from kgcm.errors import ConfigError
+from kgcm.errors import ConfigError, InputError
 from kgcm.estimators._recurrent import (
     GaussianHead,
     NeuralSequenceEstimator,
@@ -151,11 +159,14 @@ class CausalTransformerNet(nn.Module):
         max_distance: int,
         rep_dim: int,
         dropout: float,
+        forecast: bool = False,
     ) -> None:
         super().__init__()
         self.embed = nn.ModuleList(
             [nn.Linear(n_inputs, d_model), nn.Linear(1, d_model), nn.Linear(1, d_model)]
         )
+        # the covariate token of a step whose covariates are not observed (a forecast's plan)
+        self.unseen = nn.Parameter(torch.zeros(d_model)) if forecast else None
         self.layers = nn.ModuleList(
             nn.ModuleList(StreamLayer(d_model, n_heads, max_distance, dropout) for _ in range(3))
             for _ in range(n_layers)
@@ -165,11 +176,21 @@ class CausalTransformerNet(nn.Module):
         self.treatment_head = GaussianHead(rep_dim, d_model)
 
     def represent(
-        self, x: torch.Tensor, t_prev: torch.Tensor, y_prev: torch.Tensor
+        self,
+        x: torch.Tensor,
+        t_prev: torch.Tensor,
+        y_prev: torch.Tensor,
+        seen: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Φ ``(n, s, rep_dim)`` from x ``(n, s, p)``, T_{t-1} and y_{t-1} (each ``(n, s)``)."""
+        """Φ ``(n, s, rep_dim)`` from x ``(n, s, p)``, T_{t-1} and y_{t-1} (each ``(n, s)``);
+        where ``seen`` ``(n, s)`` is False the covariates are unobserved (their token is the
+        learned ``unseen`` embedding)."""
+        x_tokens = self.embed[0](x)
+        if seen is not None:
+            assert self.unseen is not None
+            x_tokens = torch.where(seen.unsqueeze(-1), x_tokens, self.unseen)
         streams = [
-            self.embed[0](x),
+            x_tokens,
             self.embed[1](t_prev.unsqueeze(-1)),
             self.embed[2](y_prev.unsqueeze(-1)),
         ]
@@ -181,10 +202,10 @@ class CausalTransformerNet(nn.Module):
         return nn.functional.elu(self.to_rep(torch.stack(streams).mean(0)))
 
     def forward(
-        self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor
+        self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, seen: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Teacher-forced pass: ``(Phi (n, s, rep_dim), y_hat (n, s))`` from factual ``y``."""
-        phi = self.represent(x, shift_right(t), shift_right(y))
+        phi = self.represent(x, shift_right(t), shift_right(y), seen)
         return phi, self.head(phi, t)
 
     def head(self, phi: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -200,6 +221,23 @@ class CausalTransformerNet(nn.Module):
             return self.head(phi[:, s], t[:, s])
 
         return autoregressive_rollout(step, t)
+
+    def forecast(self, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Outcomes on the plan steps ``(n, h)`` from a history x ``(n, k, p)``, y ``(n, k)``
+        and a path t ``(n, k + h)``: no covariate token after step k, predictions fed back."""
+        n, k = y.shape
+        total = t.shape[1]
+        x_all = torch.cat([x, x.new_zeros(n, total - k, x.shape[2])], dim=1)
+        seen = (torch.arange(total, device=t.device) < k).expand(n, total)
+        y_all = torch.cat([y, y.new_zeros(n, total - k)], dim=1)
+        t_prev = shift_right(t)
+        for s in range(k, total):  # sequential in the plan steps; every unit moves together
+            phi = self.represent(
+                x_all[:, : s + 1], t_prev[:, : s + 1], shift_right(y_all[:, : s + 1]),
+                seen[:, : s + 1],
+            )  # fmt: skip
+            y_all[:, s] = self.head(phi[:, s], t[:, s])
+        return y_all[:, k:]
 
 
 class CausalTransformer(NeuralSequenceEstimator):
@@ -225,6 +263,10 @@ class CausalTransformer(NeuralSequenceEstimator):
         Dropout in attention, feed-forward layers and the outcome head.
     n_ensemble : int
         Independently seeded models; effects are their mean (member spread as intervals).
+    forecast_steps : int
+        0 (default): the model reads the covariates of every step and refuses forecasts under
+        a plan. ``h > 0``: it is also trained to do without the covariates of a window's last
+        ``0..h`` steps (module docstring), and forecasts up to ``h`` steps past a history.
     training : TrainingConfig or dict, optional
         Settings of the shared training loop.
 
@@ -245,6 +287,10 @@ class CausalTransformer(NeuralSequenceEstimator):
         "rep_dim": 4,
         "max_distance": 4,
         "training": {"max_epochs": 3, "progress": False},
+    }
+    tags: ClassVar[dict[str, bool]] = {
+        **NeuralSequenceEstimator.tags,
+        "forecast": True,  # with forecast_steps > 0
     }
     _label: ClassVar[str] = "CT"
     _ramps_with_progress: ClassVar[bool] = True  # λ(p) of the confusion weight
@@ -270,6 +316,7 @@ class CausalTransformer(NeuralSequenceEstimator):
         confusion_weight: float = 0.1,
         dropout: float = 0.0,
         n_ensemble: int = 1,
+        forecast_steps: int = 0,
         training: TrainingConfig | Mapping[str, Any] | None = None,
     ) -> None:
         self.seed = seed
@@ -281,6 +328,7 @@ class CausalTransformer(NeuralSequenceEstimator):
         self.confusion_weight = confusion_weight
         self.dropout = dropout
         self.n_ensemble = n_ensemble
+        self.forecast_steps = forecast_steps
         self.training = training
 
     def _check_params(self) -> TrainingConfig:
@@ -289,6 +337,11 @@ class CausalTransformer(NeuralSequenceEstimator):
             raise ConfigError(
                 f"d_model must be a multiple of n_heads; got d_model={self.d_model} and "
                 f"n_heads={self.n_heads}. Use e.g. d_model={self.n_heads * 16}."
+            )
+        f = self.forecast_steps
+        if isinstance(f, bool) or not isinstance(f, int) or f < 0:
+            raise ConfigError(
+                f"forecast_steps must be an integer >= 0 (0: no forecasts); got {f!r}."
             )
         return training
 
@@ -301,6 +354,7 @@ class CausalTransformer(NeuralSequenceEstimator):
             max_distance=self.max_distance,
             rep_dim=self.rep_dim,
             dropout=self.dropout,
+            forecast=self.forecast_steps > 0,
         )
 
     def _loss_fn(self, net: CausalTransformerNet):
@@ -308,7 +362,11 @@ class CausalTransformer(NeuralSequenceEstimator):
 
         def loss_fn(batch: dict[str, torch.Tensor], epoch: int):
             x, t, y = batch["x"], batch["t"], batch["y"]
-            phi, y_hat = net(x, t, y)
+            seen = None
+            if self.forecast_steps:  # each unit's last m covariates unobserved, m in 0..h
+                m = torch.randint(0, self.forecast_steps + 1, (x.shape[0], 1), device=x.device)
+                seen = torch.arange(x.shape[1], device=x.device) < x.shape[1] - m
+            phi, y_hat = net(x, t, y, seen)
             outcome = (y_hat - y).pow(2).mean()
             loss, parts = outcome, {"outcome": outcome.item()}
             if self.confusion_weight:
@@ -334,3 +392,28 @@ class CausalTransformer(NeuralSequenceEstimator):
     def _predict_member(self, net: nn.Module, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         assert isinstance(net, CausalTransformerNet)
         return net.rollout(x, t)
+
+    def _check_forecast(self, Y: Any) -> None:
+        if not self.forecast_steps:
+            raise InputError(
+                "CausalTransformer was fitted with forecast_steps=0: it reads the covariates of "
+                "every step it predicts, which a forecast does not have after the history. "
+                "Refit with forecast_steps=h (h at least the plan's length) to forecast."
+            )
+        super()._check_forecast(Y)
+
+    def _forecast_effect_draws(self, X: Any, Y: Any, T0: Any, T1: Any) -> Any:
+        horizon = T0.shape[1] - X.shape[1]
+        if self.forecast_steps and horizon > self.forecast_steps:
+            raise InputError(
+                f"the plan runs {horizon} steps past the history, but this CausalTransformer "
+                f"was trained to forecast at most forecast_steps={self.forecast_steps}; refit "
+                f"with forecast_steps={horizon} or shorten the plan."
+            )
+        return super()._forecast_effect_draws(X, Y, T0, T1)
+
+    def _forecast_member(
+        self, net: nn.Module, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor
+    ) -> torch.Tensor:
+        assert isinstance(net, CausalTransformerNet)
+        return net.forecast(x, y, t)
