@@ -179,17 +179,16 @@ def test_refuters_on_a_world_with_a_real_effect(tiny) -> None:
 
 def test_a_deliberately_confounded_fit(tmp_path) -> None:
     """A strongly confounded world (confounding 3) fitted without any proxy of the confounder:
-    the curve is far from the truth, and the random common cause check fails. It fails because
-    the confounded estimate is small and fragile (a refit with one more, independent input
-    moves it by more than its own size), not because an independent covariate can reveal a
-    missing one: docs/pipeline.md says so."""
+    the curve is far from the truth, and yet the random common cause check passes, because an
+    independent covariate cannot reveal a missing one (docs/pipeline.md says so)."""
     run = _small(tmp_path, confounding=3.0, covariates=())
     summary = run_dose_response(run, strengths=(0.5, 1.0, 2.0), allow_weak_overlap=True, **QUIET)
-    # measured 0.831 (benchmarks/refute_measure.py dose 0) against 0.299 where identified
+    # measured 0.811 (benchmarks/refute_measure.py dose 0) against 0.299 where identified
     assert _relative_error(summary) > 0.64
     (rcc,) = run_refute(run, checks=("random_common_cause",), **QUIET)
-    # measured: ratio 2.68 (the effect moves from -0.041 to -0.151 m)
-    assert not rcc.passed and rcc.ratio > 2.06, rcc
+    # measured: ratio 0.234 (the effect moves from -0.046 to -0.057 m): the confounded
+    # estimate is stable, so the check passes and says nothing about the omitted confounder
+    assert rcc.passed and rcc.ratio < 0.3, rcc
 
 
 def test_cli_refute_and_dose_response(tiny) -> None:
