@@ -4,6 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PIP_FLAGS ?=
+# `make test` spreads the suite over this many pytest-xdist workers (CI has 2 cores)
+TEST_WORKERS ?= 2
 
 .PHONY: demo test test-fast lint bench bench-arctic bench-paper bench-prepare bench-throughput clean
 
@@ -20,10 +22,10 @@ demo: $(STAMP)
 	$(BIN)/kgcm demo --out runs/demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m "not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
