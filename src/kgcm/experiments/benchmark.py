@@ -504,8 +504,8 @@ def run_cell(
     """Fit and score one (dataset, estimator, seed); never raises for a method that cannot run
     on the data (recorded as ``status``)."""
     from kgcm import metrics
-    from kgcm.estimators import estimator_class, make_estimator
-    from kgcm.inference import fit_arguments
+    from kgcm.estimators import estimator_class
+    from kgcm.experiments import evaluation
 
     row: dict[str, Any] = {
         "dataset": dataset.name,
@@ -517,35 +517,30 @@ def run_cell(
         task = make_task(dataset, seed, base_dir=base_dir)
         accepted = inspect.signature(estimator_class(estimator.name).__init__).parameters
         hints = {k: v for k, v in task.fit_params.items() if k in accepted}
-        est = make_estimator(estimator.name, seed=seed, **{**hints, **estimator.params})
         started = time.perf_counter()
-        est.fit(
-            task.Y_train,
-            task.T_train,
+        est = evaluation.fit_estimator(
+            estimator.name,
+            {**hints, **estimator.params},
+            estimator.inference,
+            seed=seed,
+            Y=task.Y_train,
+            T=task.T_train,
             X=task.X_train,
-            **fit_arguments(estimator.inference, _grid_cells(task.X_train)),
+            cells=_grid_cells(task.X_train),
         )
         row["fit_s"] = round(time.perf_counter() - started, 3)
-        lower = upper = None
         # a forecast task gives the observed outcome history beside X's
-        history = {} if task.history is None else {"Y": task.Y_test}
-        if est.gives_intervals():
-            effect, lower, upper = est.effect_with_interval(
-                task.X_test, T0=task.T0_test, T1=task.T1_test, alpha=alpha, **history
-            )
-        else:
-            effect = est.effect(task.X_test, T0=task.T0_test, T1=task.T1_test, **history)
-        scored = slice(task.score_from, None)
-        truth, effect = task.true_effect[:, scored], effect[:, scored]
-        if lower is not None:
-            lower, upper = lower[:, scored], upper[:, scored]
+        history = None if task.history is None else task.Y_test
+        estimates = evaluation.estimate(
+            est, task.X_test, task.T0_test, task.T1_test, alpha=alpha, Y=history
+        )
         T_seen = task.T0_test if task.history is None else task.T0_test[:, : task.history]
-        scores = metrics.score_effects(
-            truth,
-            effect,
+        scores = evaluation.score(
+            task.true_effect,
+            estimates,
             task.Y_test,
             est.predict(task.X_test, T_seen),
-            None if lower is None else (lower, upper),
+            score_from=task.score_from,
         )  # the demo's scores, one function
         if "interval_width" in scores:  # results.csv has called it width since it began
             scores["width"] = scores.pop("interval_width")

@@ -29,8 +29,7 @@ from kgcm import __version__
 from kgcm._io import atomic_write_text, output_folder
 from kgcm.config import EstimatorConfig, dump_toml
 from kgcm.errors import ConfigError
-from kgcm.estimators import make_estimator
-from kgcm.metrics import score_effects
+from kgcm.experiments import evaluation
 from kgcm.sequences import SequenceSet, split_units, to_sequences
 from kgcm.synthetic.arctic import ArcticConfig, ArcticSimulation, simulate_arctic
 from kgcm.treatments import Scenario
@@ -156,28 +155,28 @@ def _run_demo(
     )
     lap("sequences")
 
-    est = make_estimator(config.estimator.name, seed=config.seed, **config.estimator.params)
     log(
         f"[3/5] fitting {config.estimator.name} on {train.n_units} sequences "
         f"({len(np.unique(train.cells, axis=0))} cells x {len(np.unique(train.starts))} windows)"
     )
-    from kgcm.inference import describe, fit_arguments
-
-    fit_args = fit_arguments(config.estimator.inference, train.cells)
-    log(f"      {describe(fit_args['inference'], fit_args.get('groups'))}")
     # the DataArray carries covariate names
-    est.fit(train.Y, train.T, X=train.X_xarray(), **fit_args)
+    est = evaluation.fit_estimator(
+        config.estimator.name,
+        config.estimator.params,
+        config.estimator.inference,
+        seed=config.seed,
+        Y=train.Y,
+        T=train.T,
+        X=train.X_xarray(),
+        cells=train.cells,
+        log=lambda m: log(f"      {m}"),
+    )
     lap("fit")
 
     log(f"[4/5] estimating effects of the scenario {scenario.describe('m/s')}")
     truth_all = sim.window_effects(t1_all, seqs.cells, seqs.starts, seqs.window)
-    if est.gives_intervals():
-        effect_all, lower_all, upper_all = est.effect_with_interval(
-            seqs.X, T0=seqs.T, T1=t1_all, alpha=config.alpha
-        )
-    else:
-        effect_all = est.effect(seqs.X, T0=seqs.T, T1=t1_all)
-        lower_all = upper_all = None
+    estimates = evaluation.estimate(est, seqs.X, seqs.T, t1_all, alpha=config.alpha)
+    effect_all, lower_all, upper_all = estimates.effect, estimates.lower, estimates.upper
     y_pred_all = est.predict(seqs.X, seqs.T)
     lap("effects")
 
@@ -221,11 +220,13 @@ def _metrics(
     y_pred_all: np.ndarray,
 ) -> dict[str, dict[str, float]]:
     truth = truth_all[test_idx]
-    interval = None if lower_all is None else (lower_all[test_idx], upper_all[test_idx])  # type: ignore[index]
-    model_row = score_effects(truth, effect_all[test_idx], test.Y, y_pred_all[test_idx], interval)
-    zero = make_estimator("zero-effect").fit(train.Y, train.T, X=train.X)
-    zero_pred = zero.predict(test.X, test.T)
-    zero_row = score_effects(truth, np.zeros_like(truth), test.Y, zero_pred, None)
+    on_test = evaluation.Estimates(
+        effect_all[test_idx],
+        None if lower_all is None else lower_all[test_idx],
+        None if upper_all is None else upper_all[test_idx],
+    )
+    model_row = evaluation.score(truth, on_test, test.Y, y_pred_all[test_idx])
+    zero_row = evaluation.zero_reference(truth, (train.Y, train.T, train.X), test.X, test.T, test.Y)
     return {
         config.estimator.name: model_row,
         "zero-effect": zero_row,

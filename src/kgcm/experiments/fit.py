@@ -293,7 +293,6 @@ def _run_fit(
     log: Log,
     allow_weak_overlap: bool = False,
 ) -> FitResult:
-    from kgcm.estimators import make_estimator
     from kgcm.overlap import require_overlap
 
     out = Path(out_dir)
@@ -313,17 +312,24 @@ def _run_fit(
     train, test = seqs.subset(prep.train_idx), seqs.subset(prep.test_idx)
     design = prep.design
     X_train = design.covariates(train, prep.doy)
-    est = make_estimator(config.estimator.name, seed=config.seed, **config.estimator.params)
     log(
         f"fitting {config.estimator.name} on {train.n_units:,} sequences of {seqs.window} steps "
         f"({X_train.sizes['feature']} covariates: {', '.join(map(str, X_train['feature'].values))}"
         f"); {test.n_units:,} held out by {config.split}"
     )
-    from kgcm.inference import describe, fit_arguments
+    from kgcm.experiments.evaluation import fit_estimator
 
-    fit_args = fit_arguments(config.estimator.inference, train.cells)
-    log(describe(fit_args["inference"], fit_args.get("groups")))
-    est.fit(design.target(train, prep.doy), train.T, X=X_train, **fit_args)
+    est = fit_estimator(
+        config.estimator.name,
+        config.estimator.params,
+        config.estimator.inference,
+        seed=config.seed,
+        Y=design.target(train, prep.doy),
+        T=train.T,
+        X=X_train,
+        cells=train.cells,
+        log=log,
+    )
     fit_s = time.perf_counter() - started
     X_test = design.covariates(test, prep.doy)
     pred = design.outcome_from(est.predict(X_test.values, test.T), test, prep.doy)
@@ -522,11 +528,11 @@ def scenario_effects(
     X = prep.design.covariates(seqs, prep.doy).values
     shown = progress and est.reports_progress
     passes = est.effect_passes() if shown else 0
+    from kgcm.experiments.evaluation import estimate
+
     with reported(shown, f"effects on {seqs.n_units:,} units ({passes} passes)", passes):
-        if est.gives_intervals():
-            delta, lower, upper = est.effect_with_interval(X, T0=seqs.T, T1=t1, alpha=alpha)
-        else:
-            delta, lower, upper = est.effect(X, T0=seqs.T, T1=t1), None, None
+        estimates = estimate(est, X, seqs.T, t1, alpha=alpha)
+    delta, lower, upper = estimates.effect, estimates.lower, estimates.upper
     overlapping = 0 < config.stride < config.window
     burn_in = config.burn_in if overlapping else 0
     return _combine(seqs, prep.design, delta, lower, upper, burn_in)

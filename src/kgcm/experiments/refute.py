@@ -153,6 +153,7 @@ def run_refute(
         below it.
     """
     from kgcm.estimators import make_estimator
+    from kgcm.experiments.evaluation import fit_estimator
     from kgcm.experiments.fit import load_run, scenario_effects, scenario_path
     from kgcm.overlap import check_overlap
 
@@ -178,10 +179,12 @@ def run_refute(
             ) from exc
 
     def refit(variant: Any, target: np.ndarray, index: np.ndarray = train_idx) -> Any:
-        est = make_estimator(config.estimator.name, seed=config.seed, **params)
+        # the model's own intervals: a refutation compares point effects
         train = variant.subset(index)
-        est.fit(target[index], train.T, X=design.covariates(train, doy))
-        return est
+        return fit_estimator(
+            config.estimator.name, params, None, seed=config.seed,
+            Y=target[index], T=train.T, X=design.covariates(train, doy),
+        )  # fmt: skip
 
     def mean_effect(est: Any, variant: Any, t1_variant: np.ndarray) -> float:
         effect = scenario_effects(est, config, prep, variant, t1_variant, config.alpha)["effect"]
