@@ -223,6 +223,10 @@ def test_scenario_kinds_strengths_and_refusals() -> None:
     assert np.array_equal(Scenario("scale", 2.0).apply(t0), [[2.0, 4.0]])
     assert np.array_equal(Scenario("shift", 0.5).apply(t0), [[1.5, 2.5]])
     assert np.array_equal(Scenario("function", func=np.square).apply(t0), [[1.0, 4.0]])
+    # a plan after a history: the factual path before the start, the scenario from it on
+    paths = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    assert np.array_equal(Scenario("scale", 2.0).apply_from(paths, 1), [[1, 4, 6], [4, 10, 12]])
+    assert np.array_equal(paths, [[1, 2, 3], [4, 5, 6]])  # the factual paths untouched
     shift = Scenario("shift", 0.1, expected_sign="negative")
     assert shift.at(3.0) == Scenario("shift", 0.1 * 3.0, expected_sign="negative")
     assert Scenario("scale", 1.5).at(2.0).value == 2.0

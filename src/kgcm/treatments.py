@@ -432,6 +432,13 @@ class Scenario:
             )
         return t1
 
+    def apply_from(self, t0: np.ndarray, start: int) -> np.ndarray:
+        """``T1`` of paths ``t0`` (n, steps): the factual path before step ``start``, the
+        scenario from it on (a plan after a history, or a window's factual burn-in)."""
+        t1 = np.array(t0, dtype=np.float64, copy=True)
+        t1[:, start:] = self.apply(t1[:, start:])
+        return t1
+
     def describe(self, units: str = "") -> str:
         """``"T1 = 1.5 x T0"``, ``"T1 = T0 + 0.1 m/s"`` (with ``units``) or ``"T1 = f(T0)"``."""
         if self.kind == "scale":

@@ -265,9 +265,10 @@ class _EvaluationDesign:
 
     def plan(self, T0: np.ndarray, start: int, shift: float | None) -> np.ndarray:
         """T1: the factual path before step ``start``, the scenario from it on."""
-        T1 = T0.copy()
-        T1[:, start:] = T0[:, start:] + shift if shift is not None else self.scale * T0[:, start:]
-        return T1
+        from kgcm.treatments import Scenario
+
+        scenario = Scenario("shift", shift) if shift is not None else Scenario("scale", self.scale)
+        return scenario.apply_from(T0, start)
 
 
 def _evaluation_design(params: dict[str, Any], window: int) -> _EvaluationDesign:
@@ -323,6 +324,7 @@ def _arctic_forecast_task(params: dict[str, Any], seed: int, base: Path | None) 
     from kgcm.config import from_dict
     from kgcm.sequences import split_units, to_sequences
     from kgcm.synthetic.arctic import ArcticConfig, simulate_arctic
+    from kgcm.treatments import Scenario
 
     k, h, test_fraction, scale, scope = _forecast_settings(params)
     arctic = from_dict(ArcticConfig, {**params, "seed": seed}, where="arctic-forecast")
@@ -330,8 +332,8 @@ def _arctic_forecast_task(params: dict[str, Any], seed: int, base: Path | None) 
     seqs = to_sequences(sim.dataset, window=k + h)
     tr, te = split_units(seqs, test_fraction=test_fraction, seed=seed, by="cell")
     train, test = seqs.subset(tr), seqs.subset(te)
-    T1 = test.T.copy()
-    T1[:, k:] *= scale
+    scenario = Scenario("scale", scale)
+    T1 = scenario.apply_from(test.T, k)
     # Y(T0): the factual path is the reference plan, and re-simulating it replays the world
     y0 = test.Y[:, k:]
     if scope == "cell":
@@ -343,7 +345,7 @@ def _arctic_forecast_task(params: dict[str, Any], seed: int, base: Path | None) 
         for start in np.unique(test.starts):  # one regional re-simulation per window start
             first = int(start) + k
             plan = t_all[first:].copy()
-            plan[:h] *= scale
+            plan[:h] = scenario.apply(plan[:h])
             field_y = sim.plan_outcomes(plan, first).sithick
             units = test.starts == start
             y1[units] = field_y[first : first + h][:, iy[units], ix[units]].T
