@@ -83,3 +83,19 @@ def test_estimate_takes_the_interval_where_there_is_one(panel) -> None:
     point_only = evaluation.fit_estimator("s-learner", {}, None, seed=0, Y=Y, T=T, X=X)
     got = evaluation.estimate(point_only, X, T, T + 1.0, alpha=0.1)
     assert got.interval is None and got.effect.shape == T.shape
+
+
+def test_every_task_is_built_next_to_its_simulator() -> None:
+    import importlib
+
+    from kgcm.errors import ConfigError
+    from kgcm.synthetic.tasks import BUILDERS, Task, make_task
+
+    for kind, where in BUILDERS.items():
+        module, name = where.split(":")
+        assert module.startswith("kgcm.synthetic."), kind
+        assert callable(getattr(importlib.import_module(module), name)), kind
+    task = make_task("arctic", {"ny": 3, "nx": 3, "days": 40, "window": 10}, 0)
+    assert isinstance(task, Task) and task.true_effect.shape == task.Y_test.shape
+    with pytest.raises(ConfigError, match=r"unknown dataset kind 'arctics'.*arctic"):
+        make_task("arctics", {}, 0)

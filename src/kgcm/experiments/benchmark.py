@@ -70,6 +70,7 @@ from kgcm import provenance
 from kgcm._io import atomic_write_text, check_name
 from kgcm.config import check_estimator_params, dump_toml
 from kgcm.errors import ConfigError, InputError, KgcmError, did_you_mean
+from kgcm.synthetic.tasks import Task
 
 __all__ = [
     "AblateConfig",
@@ -187,307 +188,14 @@ class BenchmarkConfig:
 
 
 # --------------------------------------------------------------------------------------------
-# Tasks
-
-
-@dataclass(frozen=True)
-class Task:
-    """Arrays of one dataset for one seed (test arrays are the held-out units)."""
-
-    Y_train: np.ndarray
-    T_train: np.ndarray
-    X_train: Any  # ndarray or DataArray (unit, step, feature)
-    X_test: Any  # arctic: DataArrays whose unit dim carries cell_y, cell_x, start
-    Y_test: np.ndarray
-    T0_test: np.ndarray
-    T1_test: np.ndarray
-    true_effect: np.ndarray  # (n_test, t): Y(T1) - Y(T0)
-    cf_T1: np.ndarray  # scenario path for the counterfactual-outcome metric
-    cf_Y1: np.ndarray  # exact outcome under cf_T1
-    cf_start: int
-    fit_params: dict[str, Any] = field(default_factory=dict)  # dataset-specific hints
-    score_from: int = 0  # effects are scored on steps >= score_from (a factual burn-in)
-    #: forecast tasks: history steps k (X_test and Y_test cover them; T0/T1_test k + h steps,
-    #: true_effect the h plan steps); None for whole-path tasks
-    history: int | None = None
+# Tasks: one shape for every dataset with known truth, built next to its simulator
 
 
 def make_task(spec: DatasetSpec, seed: int, *, base_dir: Path | None = None) -> Task:
-    """Build the arrays of ``spec`` for ``seed`` (deterministic)."""
-    builder = {
-        "arctic": _arctic_task,
-        "arctic-forecast": _arctic_forecast_task,
-        "seaice": _seaice_task,
-        "paper": _paper_task,
-        "ihdp": _ihdp_task,
-    }[spec.kind]
-    return builder(dict(spec.params), seed, base_dir)
+    """Build the arrays of ``spec`` for ``seed`` (deterministic; :mod:`kgcm.synthetic.tasks`)."""
+    from kgcm.synthetic.tasks import make_task as build
 
-
-def _arctic_task(params: dict[str, Any], seed: int, base: Path | None) -> Task:
-    from kgcm.config import from_dict
-    from kgcm.sequences import split_units, to_sequences
-    from kgcm.synthetic.arctic import ArcticConfig, simulate_arctic
-
-    window = int(params.pop("window", 30))
-    test_fraction = float(params.pop("test_fraction", 0.25))
-    design = _evaluation_design(params, window)
-    arctic = from_dict(ArcticConfig, {**params, "seed": seed}, where="arctic")
-    sim = simulate_arctic(arctic)
-    seqs = to_sequences(sim.dataset, window=window)
-    tr, te = split_units(
-        seqs, test_fraction=test_fraction, seed=seed, by=design.split, block=design.block
-    )
-    train, test = seqs.subset(tr), seqs.subset(te)
-    shift = design.shift_sd * float(seqs.T.std()) if design.shift_sd is not None else None
-    T1 = design.plan(test.T, design.burn_in, shift)
-    truth = sim.window_effects(T1, test.cells, test.starts, window)
-    start = max(window // 2, design.burn_in)
-    cf_T1 = design.plan(test.T, start, shift)
-    cf_effect = sim.window_effects(cf_T1, test.cells, test.starts, window)
-    task = _grid_task(train, test, T1, truth, cf_T1, cf_effect, start)
-    return replace(task, score_from=design.burn_in)
-
-
-@dataclass(frozen=True)
-class _EvaluationDesign:
-    """How an ``arctic`` world is evaluated: the scenario (``scale``, or an in-support
-    ``shift_sd``: T1 = T0 + shift_sd x sd(T)), the split (``cell``, ``block`` tiles of
-    ``block`` cells, ``time``) and a factual ``burn_in``: the first steps of each window keep
-    the factual treatment and are not scored, so the scored effects depend on treatment
-    history inside the window only when ``burn_in >= response_length - 1``."""
-
-    scale: float = 1.5
-    shift_sd: float | None = None
-    split: str = "cell"
-    block: int = 6
-    burn_in: int = 0
-
-    def plan(self, T0: np.ndarray, start: int, shift: float | None) -> np.ndarray:
-        """T1: the factual path before step ``start``, the scenario from it on."""
-        from kgcm.treatments import Scenario
-
-        scenario = Scenario("shift", shift) if shift is not None else Scenario("scale", self.scale)
-        return scenario.apply_from(T0, start)
-
-
-def _evaluation_design(params: dict[str, Any], window: int) -> _EvaluationDesign:
-    """Pop the evaluation settings out of an ``arctic`` dataset's params (checked)."""
-    if "scale" in params and "shift_sd" in params:
-        raise ConfigError(
-            "an arctic dataset takes one scenario: scale (T1 = scale x T0) or shift_sd "
-            "(T1 = T0 + shift_sd x sd(T)); remove one of them."
-        )
-    design = _EvaluationDesign(
-        scale=float(params.pop("scale", 1.5)),
-        shift_sd=None if params.get("shift_sd") is None else float(params.pop("shift_sd")),
-        split=str(params.pop("split", "cell")),
-        block=params.pop("block", 6),
-        burn_in=params.pop("burn_in", 0),
-    )
-    params.pop("shift_sd", None)
-    if design.split not in ("cell", "block", "time"):
-        raise ConfigError(f"arctic split must be 'cell', 'block' or 'time'; got {design.split!r}.")
-    k = design.block
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ConfigError(f"arctic block must be an integer >= 1 (cells); got {k!r}.")
-    b = design.burn_in
-    if isinstance(b, bool) or not isinstance(b, int) or not 0 <= b < window:
-        raise ConfigError(
-            f"arctic burn_in must be an integer in [0, window) = [0, {window}); got {b!r}."
-        )
-    return design
-
-
-def _forecast_settings(params: dict[str, Any]) -> tuple[int, int, float, float, str]:
-    """Pop and check the forecast task's own params: history, horizon, test share, scale,
-    scope."""
-    history = params.pop("history", 20)
-    horizon = params.pop("horizon", 10)
-    for name, value in (("history", history), ("horizon", horizon)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(
-                f"arctic-forecast: {name} must be an integer >= 1 (steps); got {value!r}."
-            )
-    scope = params.pop("scope", "field")
-    if scope not in ("field", "cell"):
-        raise ConfigError(
-            f"arctic-forecast: scope must be 'field' (the plan applies to every cell) or "
-            f"'cell' (the unit's cell only); got {scope!r}."
-            f"{did_you_mean(str(scope), ['field', 'cell'])}"
-        )
-    test_fraction = float(params.pop("test_fraction", 0.25))
-    return history, horizon, test_fraction, float(params.pop("scale", 1.5)), scope
-
-
-def _arctic_forecast_task(params: dict[str, Any], seed: int, base: Path | None) -> Task:
-    from kgcm.config import from_dict
-    from kgcm.sequences import split_units, to_sequences
-    from kgcm.synthetic.arctic import ArcticConfig, simulate_arctic
-    from kgcm.treatments import Scenario
-
-    k, h, test_fraction, scale, scope = _forecast_settings(params)
-    arctic = from_dict(ArcticConfig, {**params, "seed": seed}, where="arctic-forecast")
-    sim = simulate_arctic(arctic)
-    seqs = to_sequences(sim.dataset, window=k + h)
-    tr, te = split_units(seqs, test_fraction=test_fraction, seed=seed, by="cell")
-    train, test = seqs.subset(tr), seqs.subset(te)
-    scenario = Scenario("scale", scale)
-    T1 = scenario.apply_from(test.T, k)
-    # Y(T0): the factual path is the reference plan, and re-simulating it replays the world
-    y0 = test.Y[:, k:]
-    if scope == "cell":
-        y1 = sim.window_plan_outcomes(T1[:, k:], test.cells, test.starts, k).sithick
-    else:
-        t_all = sim.dataset["treatment"].values
-        y1 = np.empty_like(y0)
-        iy, ix = test.cells[:, 0], test.cells[:, 1]
-        for start in np.unique(test.starts):  # one regional re-simulation per window start
-            first = int(start) + k
-            plan = t_all[first:].copy()
-            plan[:h] = scenario.apply(plan[:h])
-            field_y = sim.plan_outcomes(plan, first).sithick
-            units = test.starts == start
-            y1[units] = field_y[first : first + h][:, iy[units], ix[units]].T
-    truth = y1 - y0
-    X_test = test.X_xarray(index=True).isel(step=slice(0, k))
-    return Task(
-        Y_train=train.Y,
-        T_train=train.T,
-        X_train=train.X_xarray(index=True),
-        X_test=X_test,
-        Y_test=test.Y[:, :k],
-        T0_test=test.T,
-        T1_test=T1,
-        true_effect=truth,
-        cf_T1=T1,
-        cf_Y1=y1,
-        cf_start=k,
-        history=k,
-    )
-
-
-def _grid_task(
-    train: Any,
-    test: Any,
-    T1: np.ndarray,
-    truth: np.ndarray,
-    cf_T1: np.ndarray,
-    cf_effect: np.ndarray,
-    start: int,
-) -> Task:
-    """The task of a gridded world with exact window effects (``arctic``, ``seaice``)."""
-    return Task(
-        Y_train=train.Y,
-        T_train=train.T,
-        # grid indices ride on the unit dim for estimators that read neighbours (gst-unet);
-        # the others read the values only
-        X_train=train.X_xarray(index=True),
-        X_test=test.X_xarray(index=True),
-        Y_test=test.Y,
-        T0_test=test.T,
-        T1_test=T1,
-        true_effect=truth,
-        cf_T1=cf_T1,
-        cf_Y1=test.Y + cf_effect,
-        cf_start=start,
-    )
-
-
-def _seaice_task(params: dict[str, Any], seed: int, base: Path | None) -> Task:
-    from kgcm.config import from_dict
-    from kgcm.sequences import split_units, to_sequences
-    from kgcm.synthetic.seaice import OceanScenario, SeaIceConfig, simulate_seaice
-
-    window = int(params.pop("window", 30))
-    test_fraction = float(params.pop("test_fraction", 0.25))
-    scenario = OceanScenario(
-        str(params.pop("scenario", "scale_currents")), float(params.pop("scale", 1.5))
-    )
-    cache = Path(params.pop("cache_dir", "runs/worlds"))
-    if not cache.is_absolute() and base is not None:
-        cache = base / cache
-    cfg = from_dict(SeaIceConfig, {**params, "seed": seed}, where="seaice")
-    sim = simulate_seaice(cfg, cache_dir=cache)
-    atmosphere = [v for v in ("uas", "vas", "tas", "rlds") if v in sim.dataset]
-    seqs = to_sequences(
-        sim.dataset,
-        window=window,
-        covariates=("zos", "uo", "vo", *atmosphere),
-        drop_incomplete=True,  # land cells
-    )
-    tr, te = split_units(seqs, test_fraction=test_fraction, seed=seed, by="cell")
-    train, test = seqs.subset(tr), seqs.subset(te)
-    truth, T1 = sim.window_effects(test.cells, test.starts, window, scenario)
-    start = window // 2
-    cf_effect, cf_T1 = sim.window_effects(test.cells, test.starts, window, scenario, offset=start)
-    return _grid_task(train, test, T1, truth, cf_T1, cf_effect, start)
-
-
-def _paper_task(params: dict[str, Any], seed: int, base: Path | None) -> Task:
-    from kgcm.synthetic.paper import load_series, paper_protocol
-
-    csv = params.pop("csv", None)
-    series = None
-    if csv:
-        p = Path(csv)
-        series = load_series(p if p.is_absolute() or base is None else base / p)
-    unknown = set(params) - {"recipe", "lag", "window", "test_fraction", "split_seed"}
-    if unknown:
-        raise ConfigError(f"paper dataset: unknown params {sorted(unknown)}.")
-    data = paper_protocol(series, noise_seed=seed, **params)
-    tr, te = data.train, data.test
-    import xarray as xr
-
-    X_train = xr.DataArray(
-        data.X[tr], dims=("unit", "step", "feature"), coords={"feature": list(data.feature_names)}
-    )
-    truth = data.true_effect[te]
-    # the paper's scenario replaces the whole window: the metric's scenario starts at step 0
-    return Task(
-        Y_train=data.Y[tr],
-        T_train=data.T0[tr],
-        X_train=X_train,
-        X_test=data.X[te],
-        Y_test=data.Y[te],
-        T0_test=data.T0[te],
-        T1_test=data.T1[te],
-        true_effect=truth,
-        cf_T1=data.T1[te],
-        cf_Y1=data.Y[te] + truth,
-        cf_start=0,
-        fit_params={"history": data.history},
-    )
-
-
-def _ihdp_task(params: dict[str, Any], seed: int, base: Path | None) -> Task:
-    from kgcm.synthetic.ihdp import load_ihdp
-
-    path = Path(params.pop("path", "benchmarks/data/ihdp"))
-    if not path.is_absolute() and base is not None:
-        path = base / path
-    rep = load_ihdp(path, replication=seed % 10 + 1, **params)
-    tr, te = rep.train, rep.test
-    import xarray as xr
-
-    X_train = xr.DataArray(
-        rep.X[tr], dims=("unit", "step", "feature"), coords={"feature": list(rep.feature_names)}
-    )
-    T_test = rep.T[te]
-    ones, zeros = np.ones_like(T_test), np.zeros_like(T_test)
-    return Task(
-        Y_train=rep.Y[tr],
-        T_train=rep.T[tr],
-        X_train=X_train,
-        X_test=rep.X[te],
-        Y_test=rep.Y[te],
-        T0_test=zeros,
-        T1_test=ones,
-        true_effect=rep.ite[te],
-        cf_T1=1.0 - T_test,
-        cf_Y1=rep.Y_cf[te],
-        cf_start=0,
-    )
+    return build(spec.kind, dict(spec.params), seed, base_dir)
 
 
 # --------------------------------------------------------------------------------------------
@@ -718,7 +426,7 @@ def check_settings(config: BenchmarkConfig, base: Path | None) -> None:
 
     from kgcm.config import from_dict
     from kgcm.estimators import make_estimator
-    from kgcm.synthetic.arctic import ArcticConfig
+    from kgcm.synthetic.arctic import ArcticConfig, evaluation_design, forecast_settings
     from kgcm.synthetic.ihdp import load_ihdp
 
     keys = [e.key for e in config.estimators]
@@ -736,11 +444,11 @@ def check_settings(config: BenchmarkConfig, base: Path | None) -> None:
         params = dict(d.params)
         if d.kind == "arctic":
             params.pop("test_fraction", None)
-            _evaluation_design(params, int(params.pop("window", 30)))  # pops its own keys
+            evaluation_design(params, int(params.pop("window", 30)))  # pops its own keys
             from_dict(ArcticConfig, {**params, "seed": 0}, where=f"datasets.{d.name}.params")
             continue
         if d.kind == "arctic-forecast":
-            _forecast_settings(params)
+            forecast_settings(params)
             from_dict(ArcticConfig, {**params, "seed": 0}, where=f"datasets.{d.name}.params")
             continue
         allowed = {"paper": {"csv", "recipe", "lag", "window", "test_fraction", "split_seed"}}.get(

@@ -77,6 +77,7 @@ tenths of metres, currents a few cm/s), not fitted to any product.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -86,9 +87,21 @@ from scipy import ndimage, signal
 
 from kgcm.errors import ConfigError, InputError, did_you_mean
 from kgcm.synthetic._cf import grid_coords
+from kgcm.synthetic.tasks import Task, grid_task
 from kgcm.treatments import Scenario, VelocityModulation, speed, velocity_modulation
 
-__all__ = ["ArcticConfig", "ArcticSimulation", "PlanOutcomes", "Scenario", "simulate_arctic"]
+__all__ = [
+    "ArcticConfig",
+    "ArcticSimulation",
+    "EvaluationDesign",
+    "PlanOutcomes",
+    "Scenario",
+    "arctic_forecast_task",
+    "arctic_task",
+    "evaluation_design",
+    "forecast_settings",
+    "simulate_arctic",
+]
 
 GRAVITY = 9.81  # m s-2
 OMEGA = 7.2921e-5  # rad s-1
@@ -738,3 +751,148 @@ def _dataset(
     for name in ("sithick", "zos", "uo", "vo", "treatment"):
         ds[name].attrs["coordinates"] = "lat lon"
     return ds
+
+
+# --------------------------------------------------------------------------------------------
+# The arctic tasks (kgcm.synthetic.tasks): held-out cells with exact effects
+
+
+def arctic_task(params: dict[str, Any], seed: int, base: Path | None) -> Task:
+    from kgcm.config import from_dict
+    from kgcm.sequences import split_units, to_sequences
+
+    window = int(params.pop("window", 30))
+    test_fraction = float(params.pop("test_fraction", 0.25))
+    design = evaluation_design(params, window)
+    arctic = from_dict(ArcticConfig, {**params, "seed": seed}, where="arctic")
+    sim = simulate_arctic(arctic)
+    seqs = to_sequences(sim.dataset, window=window)
+    tr, te = split_units(
+        seqs, test_fraction=test_fraction, seed=seed, by=design.split, block=design.block
+    )
+    train, test = seqs.subset(tr), seqs.subset(te)
+    shift = design.shift_sd * float(seqs.T.std()) if design.shift_sd is not None else None
+    T1 = design.plan(test.T, design.burn_in, shift)
+    truth = sim.window_effects(T1, test.cells, test.starts, window)
+    start = max(window // 2, design.burn_in)
+    cf_T1 = design.plan(test.T, start, shift)
+    cf_effect = sim.window_effects(cf_T1, test.cells, test.starts, window)
+    task = grid_task(train, test, T1, truth, cf_T1, cf_effect, start)
+    return replace(task, score_from=design.burn_in)
+
+
+@dataclass(frozen=True)
+class EvaluationDesign:
+    """How an ``arctic`` world is evaluated: the scenario (``scale``, or an in-support
+    ``shift_sd``: T1 = T0 + shift_sd x sd(T)), the split (``cell``, ``block`` tiles of
+    ``block`` cells, ``time``) and a factual ``burn_in``: the first steps of each window keep
+    the factual treatment and are not scored, so the scored effects depend on treatment
+    history inside the window only when ``burn_in >= response_length - 1``."""
+
+    scale: float = 1.5
+    shift_sd: float | None = None
+    split: str = "cell"
+    block: int = 6
+    burn_in: int = 0
+
+    def plan(self, T0: np.ndarray, start: int, shift: float | None) -> np.ndarray:
+        """T1: the factual path before step ``start``, the scenario from it on."""
+        from kgcm.treatments import Scenario
+
+        scenario = Scenario("shift", shift) if shift is not None else Scenario("scale", self.scale)
+        return scenario.apply_from(T0, start)
+
+
+def evaluation_design(params: dict[str, Any], window: int) -> EvaluationDesign:
+    """Pop the evaluation settings out of an ``arctic`` dataset's params (checked)."""
+    if "scale" in params and "shift_sd" in params:
+        raise ConfigError(
+            "an arctic dataset takes one scenario: scale (T1 = scale x T0) or shift_sd "
+            "(T1 = T0 + shift_sd x sd(T)); remove one of them."
+        )
+    design = EvaluationDesign(
+        scale=float(params.pop("scale", 1.5)),
+        shift_sd=None if params.get("shift_sd") is None else float(params.pop("shift_sd")),
+        split=str(params.pop("split", "cell")),
+        block=params.pop("block", 6),
+        burn_in=params.pop("burn_in", 0),
+    )
+    params.pop("shift_sd", None)
+    if design.split not in ("cell", "block", "time"):
+        raise ConfigError(f"arctic split must be 'cell', 'block' or 'time'; got {design.split!r}.")
+    k = design.block
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ConfigError(f"arctic block must be an integer >= 1 (cells); got {k!r}.")
+    b = design.burn_in
+    if isinstance(b, bool) or not isinstance(b, int) or not 0 <= b < window:
+        raise ConfigError(
+            f"arctic burn_in must be an integer in [0, window) = [0, {window}); got {b!r}."
+        )
+    return design
+
+
+def forecast_settings(params: dict[str, Any]) -> tuple[int, int, float, float, str]:
+    """Pop and check the forecast task's own params: history, horizon, test share, scale,
+    scope."""
+    history = params.pop("history", 20)
+    horizon = params.pop("horizon", 10)
+    for name, value in (("history", history), ("horizon", horizon)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(
+                f"arctic-forecast: {name} must be an integer >= 1 (steps); got {value!r}."
+            )
+    scope = params.pop("scope", "field")
+    if scope not in ("field", "cell"):
+        raise ConfigError(
+            f"arctic-forecast: scope must be 'field' (the plan applies to every cell) or "
+            f"'cell' (the unit's cell only); got {scope!r}."
+            f"{did_you_mean(str(scope), ['field', 'cell'])}"
+        )
+    test_fraction = float(params.pop("test_fraction", 0.25))
+    return history, horizon, test_fraction, float(params.pop("scale", 1.5)), scope
+
+
+def arctic_forecast_task(params: dict[str, Any], seed: int, base: Path | None) -> Task:
+    from kgcm.config import from_dict
+    from kgcm.sequences import split_units, to_sequences
+    from kgcm.treatments import Scenario
+
+    k, h, test_fraction, scale, scope = forecast_settings(params)
+    arctic = from_dict(ArcticConfig, {**params, "seed": seed}, where="arctic-forecast")
+    sim = simulate_arctic(arctic)
+    seqs = to_sequences(sim.dataset, window=k + h)
+    tr, te = split_units(seqs, test_fraction=test_fraction, seed=seed, by="cell")
+    train, test = seqs.subset(tr), seqs.subset(te)
+    scenario = Scenario("scale", scale)
+    T1 = scenario.apply_from(test.T, k)
+    # Y(T0): the factual path is the reference plan, and re-simulating it replays the world
+    y0 = test.Y[:, k:]
+    if scope == "cell":
+        y1 = sim.window_plan_outcomes(T1[:, k:], test.cells, test.starts, k).sithick
+    else:
+        t_all = sim.dataset["treatment"].values
+        y1 = np.empty_like(y0)
+        iy, ix = test.cells[:, 0], test.cells[:, 1]
+        for start in np.unique(test.starts):  # one regional re-simulation per window start
+            first = int(start) + k
+            plan = t_all[first:].copy()
+            plan[:h] = scenario.apply(plan[:h])
+            field_y = sim.plan_outcomes(plan, first).sithick
+            units = test.starts == start
+            y1[units] = field_y[first : first + h][:, iy[units], ix[units]].T
+    truth = y1 - y0
+    X_test = test.X_xarray(index=True).isel(step=slice(0, k))
+    return Task(
+        Y_train=train.Y,
+        T_train=train.T,
+        X_train=train.X_xarray(index=True),
+        X_test=X_test,
+        Y_test=test.Y[:, :k],
+        T0_test=test.T,
+        T1_test=T1,
+        true_effect=truth,
+        cf_T1=T1,
+        cf_Y1=y1,
+        cf_start=k,
+        history=k,
+    )

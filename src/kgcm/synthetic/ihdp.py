@@ -26,12 +26,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from kgcm.errors import DataError
+from kgcm.synthetic.tasks import Task
 
-__all__ = ["PUBLISHED_SQRT_PEHE", "SPLITS", "IHDPReplication", "load_ihdp"]
+__all__ = ["PUBLISHED_SQRT_PEHE", "SPLITS", "IHDPReplication", "ihdp_task", "load_ihdp"]
 
 N_COLUMNS = 30
 #: Columns of the binary covariates x7..x25 in X (0-based).
@@ -186,4 +188,33 @@ def load_ihdp(
         test=np.sort(order[:n_test]),
         replication=int(replication),
         path=os.fspath(path),
+    )
+
+
+def ihdp_task(params: dict[str, Any], seed: int, base: Path | None) -> Task:
+
+    path = Path(params.pop("path", "benchmarks/data/ihdp"))
+    if not path.is_absolute() and base is not None:
+        path = base / path
+    rep = load_ihdp(path, replication=seed % 10 + 1, **params)
+    tr, te = rep.train, rep.test
+    import xarray as xr
+
+    X_train = xr.DataArray(
+        rep.X[tr], dims=("unit", "step", "feature"), coords={"feature": list(rep.feature_names)}
+    )
+    T_test = rep.T[te]
+    ones, zeros = np.ones_like(T_test), np.zeros_like(T_test)
+    return Task(
+        Y_train=rep.Y[tr],
+        T_train=rep.T[tr],
+        X_train=X_train,
+        X_test=rep.X[te],
+        Y_test=rep.Y[te],
+        T0_test=zeros,
+        T1_test=ones,
+        true_effect=rep.ite[te],
+        cf_T1=1.0 - T_test,
+        cf_Y1=rep.Y_cf[te],
+        cf_start=0,
     )

@@ -25,15 +25,18 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from kgcm.errors import InputError
+from kgcm.errors import ConfigError, InputError
 from kgcm.readers.paper_csv import COLUMNS, read_paper_csv
+from kgcm.synthetic.tasks import Task
 from kgcm.treatments import PaperRecipe, control_treatment, forcing_scenario, get_recipe
 
-__all__ = ["COLUMNS", "PaperData", "load_series", "paper_protocol", "standin_series"]
+__all__ = ["COLUMNS", "PaperData", "load_series", "paper_protocol", "paper_task", "standin_series"]
 
 #: Covariates the models see: the drivers, not the outcome itself.
 COVARIATES = ("uoe", "von", "total_vel", "zos")
@@ -198,4 +201,39 @@ def paper_protocol(
         recipe=r,
         lag=lag,
         source=str(series.attrs.get("source", "user series")),
+    )
+
+
+def paper_task(params: dict[str, Any], seed: int, base: Path | None) -> Task:
+
+    csv = params.pop("csv", None)
+    series = None
+    if csv:
+        p = Path(csv)
+        series = load_series(p if p.is_absolute() or base is None else base / p)
+    unknown = set(params) - {"recipe", "lag", "window", "test_fraction", "split_seed"}
+    if unknown:
+        raise ConfigError(f"paper dataset: unknown params {sorted(unknown)}.")
+    data = paper_protocol(series, noise_seed=seed, **params)
+    tr, te = data.train, data.test
+    import xarray as xr
+
+    X_train = xr.DataArray(
+        data.X[tr], dims=("unit", "step", "feature"), coords={"feature": list(data.feature_names)}
+    )
+    truth = data.true_effect[te]
+    # the paper's scenario replaces the whole window: the metric's scenario starts at step 0
+    return Task(
+        Y_train=data.Y[tr],
+        T_train=data.T0[tr],
+        X_train=X_train,
+        X_test=data.X[te],
+        Y_test=data.Y[te],
+        T0_test=data.T0[te],
+        T1_test=data.T1[te],
+        true_effect=truth,
+        cf_T1=data.T1[te],
+        cf_Y1=data.Y[te] + truth,
+        cf_start=0,
+        fit_params={"history": data.history},
     )

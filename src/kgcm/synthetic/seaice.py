@@ -72,6 +72,7 @@ from scipy import ndimage, signal
 
 from kgcm.errors import ConfigError, InputError, KgcmError, did_you_mean
 from kgcm.synthetic._cf import grid_coords
+from kgcm.synthetic.tasks import Task, grid_task
 from kgcm.treatments import (
     OceanForcing,
     OceanScenario,
@@ -85,6 +86,7 @@ __all__ = [
     "SeaIceConfig",
     "SeaIceSimulation",
     "require_physics",
+    "seaice_task",
     "simulate_seaice",
 ]
 
@@ -1010,3 +1012,32 @@ def _dataset(world: _World, out: dict[str, np.ndarray], versions: dict[str, str]
     for name in fields:
         ds[name].attrs["coordinates"] = "lat lon"
     return ds
+
+
+def seaice_task(params: dict[str, Any], seed: int, base: Path | None) -> Task:
+    from kgcm.config import from_dict
+    from kgcm.sequences import split_units, to_sequences
+
+    window = int(params.pop("window", 30))
+    test_fraction = float(params.pop("test_fraction", 0.25))
+    scenario = OceanScenario(
+        str(params.pop("scenario", "scale_currents")), float(params.pop("scale", 1.5))
+    )
+    cache = Path(params.pop("cache_dir", "runs/worlds"))
+    if not cache.is_absolute() and base is not None:
+        cache = base / cache
+    cfg = from_dict(SeaIceConfig, {**params, "seed": seed}, where="seaice")
+    sim = simulate_seaice(cfg, cache_dir=cache)
+    atmosphere = [v for v in ("uas", "vas", "tas", "rlds") if v in sim.dataset]
+    seqs = to_sequences(
+        sim.dataset,
+        window=window,
+        covariates=("zos", "uo", "vo", *atmosphere),
+        drop_incomplete=True,  # land cells
+    )
+    tr, te = split_units(seqs, test_fraction=test_fraction, seed=seed, by="cell")
+    train, test = seqs.subset(tr), seqs.subset(te)
+    truth, T1 = sim.window_effects(test.cells, test.starts, window, scenario)
+    start = window // 2
+    cf_effect, cf_T1 = sim.window_effects(test.cells, test.starts, window, scenario, offset=start)
+    return grid_task(train, test, T1, truth, cf_T1, cf_effect, start)
