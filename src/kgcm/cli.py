@@ -404,6 +404,31 @@ def benchmark(
 
 
 @app.command()
+def tune(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Benchmark config (TOML/YAML).")],
+    set_: SetOpt = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder.")] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Search each estimator's `search` knobs on the config's tuning_seeds (the same number of
+    candidates for every searched estimator), keep the lowest held-out factual RMSE, and
+    write tuning.md and tuned.toml (evaluate it with kgcm benchmark --config OUT/tuned.toml).
+    Resumable like kgcm benchmark."""
+    from kgcm.config import load_config
+    from kgcm.experiments.benchmark import BenchmarkConfig
+    from kgcm.experiments.tuning import run_tuning
+
+    def work(log):  # type: ignore[no-untyped-def]
+        cfg = load_config(BenchmarkConfig, config, set_ or ())
+        run_tuning(cfg, out=out, base_dir=Path.cwd(), log=log, progress=progress)
+        return out or Path(cfg.out + "-tuning")
+
+    folder = _run_logged(work)
+    if folder is not None:
+        stdout.print((folder / "tuning.md").read_text())
+
+
+@app.command()
 def ablate(
     config: Annotated[Path, typer.Option("--config", "-c", help="Ablation config (TOML/YAML).")],
     set_: SetOpt = None,

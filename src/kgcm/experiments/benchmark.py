@@ -116,10 +116,18 @@ class EstimatorSpec:
     params: dict[str, Any] = field(default_factory=dict)
     #: the interval strategy (kgcm.inference); {} is the estimator's own
     inference: dict[str, Any] = field(default_factory=dict)
+    #: values to try per param for ``kgcm tune`` (kgcm.experiments.tuning); not read by a
+    #: benchmark run, which evaluates ``params``
+    search: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check_name(self.key, "estimator label")  # it becomes a folder under cells/
         check_estimator_params(self.params, f"estimators.{self.key}.params")
+        if "seed" in self.search:
+            raise ConfigError(
+                f"estimators.{self.key}.search lists seed; the run's seeds set the estimator's "
+                f"seed, so a seed is not a knob to tune. Remove it from the search."
+            )
         from kgcm.inference import Inference
 
         Inference.coerce(self.inference or None)
