@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 
 from conftest import fast_params
@@ -24,8 +25,11 @@ def _config(tmp_path, estimators, **extra):
 
 
 def test_candidates_cover_the_grid_and_reach_nested_tables() -> None:
-    spec = EstimatorSpec("crn", params={"hidden": 8, "training": {"max_epochs": 3}},
-                         search={"hidden": [4, 8], "training.learning_rate": [1e-3, 1e-2]})  # fmt: skip
+    spec = EstimatorSpec(
+        "crn",
+        params={"hidden": 8, "training": {"max_epochs": 3}},
+        search={"hidden": [4, 8], "training.learning_rate": [1e-3, 1e-2]},
+    )
     got = candidates(spec)
     assert len(got) == 4
     assert got[0] == {"hidden": 4, "training": {"max_epochs": 3, "learning_rate": 1e-3}}
@@ -51,13 +55,15 @@ def test_tune_chooses_by_factual_rmse_and_writes_a_config_to_evaluate(tmp_path) 
     chosen = run_tuning(cfg, out=out, log=lambda m: None, progress=False)
     assert set(chosen) == {"crn", "rmsn"}
     cells = json.loads((out / "tuning.json").read_text())
-    results = __import__("pandas").read_csv(out / "cells" / "results.csv")
+    results = pd.read_csv(out / "cells" / "results.csv")
     assert set(results["seed"]) == {3, 4}  # tuning worlds only
     for key, pick in chosen.items():
         assert pick == cells[key]
-        means = results[results["estimator"].str.startswith(f"{key}=candidate-")].groupby("estimator")[
-            "factual_rmse"
-        ].mean()
+        means = (
+            results[results["estimator"].str.startswith(f"{key}=candidate-")]
+            .groupby("estimator")["factual_rmse"]
+            .mean()
+        )
         assert pick["factual_rmse"] == pytest.approx(means.min())
         assert means.idxmin() == f"{key}=candidate-{pick['candidate']}"
     table = (out / "tuning.md").read_text()

@@ -44,8 +44,8 @@ _MARK = "=candidate-"
 
 
 def with_setting(params: Mapping[str, Any], key: str, value: Any) -> dict[str, Any]:
-    """A copy of ``params`` with ``key`` set; a dotted key (``training.learning_rate``) sets a nested
-    table, created when absent."""
+    """A copy of ``params`` with ``key`` set; a dotted key (``training.learning_rate``) sets a
+    nested table, created when absent."""
     out = copy.deepcopy(dict(params))
     node = out
     *parents, last = key.split(".")
