@@ -466,6 +466,41 @@ def test_every_input_file_is_recorded_with_its_sha256(products, tmp_path) -> Non
     assert not list(tmp_path.glob(".*inputs*"))
 
 
+def test_a_damaged_input_record_is_refused(tmp_path) -> None:
+    from kgcm.provenance import INPUTS, INPUTS_ATTR, read_inputs
+
+    store = tmp_path / "s.zarr"
+    store.mkdir()
+    assert read_inputs(store, {}) is None  # a store from before the record
+
+    def write(data: bytes, recorded: bytes | None = None) -> dict:
+        (store / INPUTS).write_bytes(data)
+        return {INPUTS_ATTR: hashlib.sha256(data if recorded is None else recorded).hexdigest()}
+
+    good = json.dumps({"format": "kgcm-inputs/1", "files": []}).encode()
+    attrs = write(good + b" ", recorded=good)  # edited after the store was written
+    with pytest.raises(DataError, match=r"does not match the SHA-256 the store recorded"):
+        read_inputs(store, attrs)
+    with pytest.raises(DataError, match=r"recorded \(none\)"):
+        read_inputs(store, {})
+    with pytest.raises(DataError, match=r"is not valid JSON.*run kgcm prepare again"):
+        read_inputs(store, write(b"{not json"))
+    with pytest.raises(DataError, match=r"is not a kgcm input record"):
+        read_inputs(store, write(json.dumps({"format": "other"}).encode()))
+    with pytest.raises(DataError, match=r"is not a kgcm input record"):
+        read_inputs(store, write(b"[1, 2]"))
+
+
+def test_a_manifest_never_skips_a_file_it_was_asked_to_list(tmp_path) -> None:
+    from kgcm._io import verify_folder, write_marker
+
+    (tmp_path / "a.json").write_text("{}")
+    with pytest.raises(OutputError, match=r"cannot list \['b.json'\].*not written"):
+        write_marker(tmp_path, "prepare", files=["a.json", "b.json"])
+    write_marker(tmp_path, "prepare", files=["a.json"])
+    assert list(verify_folder(tmp_path, "prepare", ["a.json"])["files"]) == ["a.json"]
+
+
 def test_a_changed_input_gets_a_new_hash(tmp_path) -> None:
     src = tmp_path / "p"
     write_product("cmems-glorys12", src, ny=8, nx=16, days=20, days_per_file=10,

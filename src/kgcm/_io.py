@@ -221,6 +221,12 @@ def file_hash(path: str | os.PathLike[str], advance: Callable[[int], None] | Non
 
 def _listing(folder: Path, names: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
     paths = sorted(folder.rglob("*")) if names is None else [folder / n for n in sorted(names)]
+    missing = [p.name for p in paths if names is not None and not p.is_file()]
+    if missing:  # a file the manifest is to vouch for was never written
+        raise OutputError(
+            f"{folder}: cannot list {missing} in the manifest: not written. The output is "
+            f"incomplete; run the command again."
+        )
     files = {}
     for p in paths:
         rel = p.relative_to(folder).as_posix()
