@@ -1028,11 +1028,14 @@ def seaice_task(params: dict[str, Any], seed: int, base: Path | None) -> Task:
         cache = base / cache
     cfg = from_dict(SeaIceConfig, {**params, "seed": seed}, where="seaice")
     sim = simulate_seaice(cfg, cache_dir=cache)
+    # the covariates are the treatment's confounders, the observed atmosphere; never the ocean
+    # fields the treatment is computed from (with them it is a function of the covariates'
+    # history and the effect is not identified)
     atmosphere = [v for v in ("uas", "vas", "tas", "rlds") if v in sim.dataset]
     seqs = to_sequences(
         sim.dataset,
         window=window,
-        covariates=("zos", "uo", "vo", *atmosphere),
+        covariates=tuple(atmosphere),
         drop_incomplete=True,  # land cells
     )
     tr, te = split_units(seqs, test_fraction=test_fraction, seed=seed, by="cell")
