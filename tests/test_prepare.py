@@ -501,21 +501,24 @@ def test_a_manifest_never_skips_a_file_it_was_asked_to_list(tmp_path) -> None:
     assert list(verify_folder(tmp_path, "prepare", ["a.json"])["files"]) == ["a.json"]
 
 
+def _two_glorys_files(src: Path, *, packed: bool) -> dict:
+    """Two 10-day GLORYS12 files under ``src`` and the prepare config (no output) reading them."""
+    write_product("cmems-glorys12", src, ny=8, nx=16, days=20, days_per_file=10,
+                  variables=("sithick", "zos", "uo", "vo"), packed=packed)  # fmt: skip
+    return {
+        "sources": [{"name": "all", "paths": f"{src.name}/*.nc", "product": "cmems-glorys12"}],
+        "chunks": {"time": 10, "y": 8, "x": 8},
+    }
+
+
 def test_a_changed_input_gets_a_new_hash(tmp_path) -> None:
     src = tmp_path / "p"
-    write_product("cmems-glorys12", src, ny=8, nx=16, days=20, days_per_file=10,
-                  variables=("sithick", "zos", "uo", "vo"), packed=False)  # fmt: skip
-    cfg = {
-        "sources": [{"name": "all", "paths": "p/*.nc", "product": "cmems-glorys12"}],
-        "chunks": {"time": 10, "y": 8, "x": 8},
-    }  # fmt: skip
+    cfg = _two_glorys_files(src, packed=False)
     first = run_prepare(from_dict(PrepareConfig, {**cfg, "output": "a.zarr"}), base_dir=tmp_path,
                         log=lambda m: None, progress=False).path  # fmt: skip
     before = {r["path"]: r["sha256"] for r in _inputs(first)["files"]}
     assert sorted(before) == [f"p/{p.name}" for p in sorted(src.glob("*.nc"))]  # as given
-    # the same fields written packed: other bytes in every file
-    write_product("cmems-glorys12", src, ny=8, nx=16, days=20, days_per_file=10,
-                  variables=("sithick", "zos", "uo", "vo"), packed=True)  # fmt: skip
+    _two_glorys_files(src, packed=True)  # the same fields packed: other bytes in every file
     second = run_prepare(from_dict(PrepareConfig, {**cfg, "output": "b.zarr"}), base_dir=tmp_path,
                          log=lambda m: None, progress=False).path  # fmt: skip
     after = {r["path"]: r for r in _inputs(second)["files"]}
@@ -534,12 +537,7 @@ def _open_paths() -> set[str]:
 def test_prepare_closes_its_input_files(tmp_path) -> None:
     # an input left open stays locked by HDF5: rewriting it after a prepare failed in CI
     src = tmp_path / "p"
-    write_product("cmems-glorys12", src, ny=8, nx=16, days=20, days_per_file=10,
-                  variables=("sithick", "zos", "uo", "vo"), packed=False)  # fmt: skip
-    cfg = {
-        "sources": [{"name": "all", "paths": "p/*.nc", "product": "cmems-glorys12"}],
-        "chunks": {"time": 10, "y": 8, "x": 8}, "output": "a.zarr",
-    }  # fmt: skip
+    cfg = {**_two_glorys_files(src, packed=False), "output": "a.zarr"}
     inputs = {os.path.realpath(p) for p in src.glob("*.nc")}
     ds = kgcm_open(sorted(src.glob("*.nc")), product="cmems-glorys12")
     ds["sithick"].isel(time=0).load()

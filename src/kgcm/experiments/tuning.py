@@ -119,15 +119,13 @@ def run_tuning(
         for i, p in enumerate(grids[e.key])
     )
     folder = Path(out) if out is not None else Path(config.out + "-tuning")
-    grid = BenchmarkConfig(
+    grid = replace(
+        config,
         name=f"{config.name} (tuning)",
-        datasets=config.datasets,
         estimators=specs,
         seeds=config.tuning_seeds,
+        tuning_seeds=(),
         reference=specs[0].key,
-        n_jobs=config.n_jobs,
-        tau=config.tau,
-        alpha=config.alpha,
         out=str(folder / "cells"),
     )
     budget = next(iter(sizes.values()))

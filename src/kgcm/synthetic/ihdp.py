@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from kgcm.errors import DataError
-from kgcm.synthetic.tasks import Task
+from kgcm.synthetic.tasks import Task, named_features
 
 __all__ = ["PUBLISHED_SQRT_PEHE", "SPLITS", "IHDPReplication", "ihdp_task", "load_ihdp"]
 
@@ -198,11 +198,7 @@ def ihdp_task(params: dict[str, Any], seed: int, base: Path | None) -> Task:
         path = base / path
     rep = load_ihdp(path, replication=seed % 10 + 1, **params)
     tr, te = rep.train, rep.test
-    import xarray as xr
-
-    X_train = xr.DataArray(
-        rep.X[tr], dims=("unit", "step", "feature"), coords={"feature": list(rep.feature_names)}
-    )
+    X_train = named_features(rep.X[tr], rep.feature_names)
     T_test = rep.T[te]
     ones, zeros = np.ones_like(T_test), np.zeros_like(T_test)
     return Task(

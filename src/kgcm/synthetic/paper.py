@@ -33,7 +33,7 @@ import pandas as pd
 
 from kgcm.errors import ConfigError, InputError
 from kgcm.readers.paper_csv import COLUMNS, read_paper_csv
-from kgcm.synthetic.tasks import Task
+from kgcm.synthetic.tasks import Task, named_features
 from kgcm.treatments import PaperRecipe, control_treatment, forcing_scenario, get_recipe
 
 __all__ = ["COLUMNS", "PaperData", "load_series", "paper_protocol", "paper_task", "standin_series"]
@@ -216,11 +216,7 @@ def paper_task(params: dict[str, Any], seed: int, base: Path | None) -> Task:
         raise ConfigError(f"paper dataset: unknown params {sorted(unknown)}.")
     data = paper_protocol(series, noise_seed=seed, **params)
     tr, te = data.train, data.test
-    import xarray as xr
-
-    X_train = xr.DataArray(
-        data.X[tr], dims=("unit", "step", "feature"), coords={"feature": list(data.feature_names)}
-    )
+    X_train = named_features(data.X[tr], data.feature_names)
     truth = data.true_effect[te]
     # the paper's scenario replaces the whole window: the metric's scenario starts at step 0
     return Task(

@@ -25,7 +25,7 @@ import numpy as np
 
 from kgcm.errors import ConfigError, did_you_mean
 
-__all__ = ["BUILDERS", "Task", "grid_task", "make_task"]
+__all__ = ["BUILDERS", "Task", "grid_task", "make_task", "named_features"]
 
 #: dataset kind -> "module:function" building its task
 BUILDERS: dict[str, str] = {
@@ -96,3 +96,11 @@ def grid_task(
         cf_Y1=test.Y + cf_effect,
         cf_start=start,
     )
+
+
+def named_features(X: np.ndarray, names: Any) -> Any:
+    """``X (unit, step, feature)`` as a DataArray whose ``feature`` coordinate carries the
+    covariates' names (estimators that read roles by name take them from there)."""
+    import xarray as xr
+
+    return xr.DataArray(X, dims=("unit", "step", "feature"), coords={"feature": list(names)})
