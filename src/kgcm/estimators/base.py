@@ -320,11 +320,14 @@ class Standardizer:
         if per_feature and a.shape[-1] == 0:  # no covariates (X=None)
             return cls(mean=np.zeros(0), scale=np.ones(0))
         flat = a.reshape(-1, a.shape[-1]) if per_feature else a.reshape(-1, 1)
-        mean = flat.mean(axis=0)
-        scale = flat.std(axis=0)
+        return cls.from_moments(flat.mean(axis=0), flat.std(axis=0))
+
+    @classmethod
+    def from_moments(cls, mean: np.ndarray, std: np.ndarray) -> Standardizer:
+        """From per-column means and (population) standard deviations, e.g. a streamed pass."""
         # A constant column carries no information; scale 1 keeps it finite.
-        scale = np.where(scale > 1e-12 * np.maximum(1.0, np.abs(mean)), scale, 1.0)
-        return cls(mean=mean, scale=scale)
+        scale = np.where(std > 1e-12 * np.maximum(1.0, np.abs(mean)), std, 1.0)
+        return cls(mean=np.asarray(mean, float), scale=scale)
 
     def transform(self, a: np.ndarray) -> np.ndarray:
         if self.mean.size == 1:

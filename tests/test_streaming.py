@@ -1,0 +1,113 @@
+"""Training units streamed block by block from a prepared store (kgcm.streaming)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from kgcm.errors import ConfigError, InputError
+from kgcm.estimators.base import Standardizer
+from kgcm.sequences import to_sequences
+from kgcm.streaming import StreamedUnits
+from kgcm.synthetic.arctic import simulate_arctic
+
+OPTIONS = {"covariates": ("zos", "uo", "vo"), "window": 10, "stride": 5}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """A 6 x 5 arctic world of 80 days as a prepared-like Zarr store, chunked (20, 4, 3), with
+    one land cell."""
+    ds = simulate_arctic(ny=6, nx=5, days=80, seed=2).dataset
+    ds["sithick"] = ds["sithick"].where(~((ds.y == 0) & (ds.x == 0)))
+    ds.attrs["kgcm_prepare_config"] = "{}"
+    path = tmp_path_factory.mktemp("stream") / "store.zarr"
+    ds.chunk({"time": 20, "y": 4, "x": 3}).to_zarr(path, consolidated=True)
+    return path
+
+
+def _keys(items) -> list[tuple[int, int, int]]:
+    return [(int(i["cell"][0]), int(i["cell"][1]), int(i["start"])) for i in items]
+
+
+def test_streamed_units_are_to_sequences_units_each_once(store) -> None:
+    import xarray as xr
+
+    stream = StreamedUnits(store, shuffle=False, **OPTIONS)
+    # the store's chunks set the blocks: 4 x 3 tiles, 20 steps = 4 starts of stride 5
+    assert stream.tile == (4, 3) and stream.starts_per_block == 4
+    items = list(stream)
+    whole = to_sequences(xr.open_zarr(store), drop_incomplete=True, **OPTIONS)
+    assert sorted(_keys(items)) == sorted(
+        (int(c[0]), int(c[1]), int(s)) for c, s in zip(whole.cells, whole.starts, strict=True)
+    )
+    assert len(set(_keys(items))) == len(items)  # no unit twice
+    index = {
+        k: i
+        for i, k in enumerate(
+            (int(c[0]), int(c[1]), int(s)) for c, s in zip(whole.cells, whole.starts, strict=True)
+        )
+    }
+    for item, key in zip(items, _keys(items), strict=True):
+        j = index[key]
+        np.testing.assert_allclose(item["y"].numpy(), whole.Y[j], rtol=1e-6)
+        np.testing.assert_allclose(item["t"].numpy(), whole.T[j], rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(item["x"].numpy(), whole.X[j], rtol=1e-5, atol=1e-6)
+    # a block loads one tile over the steps of its starts, never more
+    for block in stream.blocks():
+        assert block.y.stop - block.y.start <= 4 and block.x.stop - block.x.start <= 3
+        assert block.steps.stop - block.steps.start <= 3 * 5 + 10
+
+
+def test_workers_and_ranks_split_the_units_without_duplicates(store) -> None:
+    every = sorted(_keys(StreamedUnits(store, shuffle=False, **OPTIONS)))
+    # the two processes of a distributed run share the blocks
+    ranks = [_keys(StreamedUnits(store, seed=3, rank=r, world_size=2, **OPTIONS)) for r in (0, 1)]
+    assert ranks[0] and ranks[1] and sorted(ranks[0] + ranks[1]) == every
+    # and so do two DataLoader workers (spawned processes, each opening the store itself)
+    seen = []
+    for batch in StreamedUnits(store, seed=3, **OPTIONS).loader(batch_size=8, num_workers=2):
+        seen.extend(zip(batch["cell"][:, 0].tolist(), batch["cell"][:, 1].tolist(),
+                        batch["start"].tolist(), strict=True))  # fmt: skip
+    assert sorted(seen) == every
+
+
+def test_the_order_is_shuffled_per_epoch_and_reproducible(store) -> None:
+    stream = StreamedUnits(store, seed=1, buffer_blocks=2, **OPTIONS)
+    first = _keys(stream)
+    assert _keys(stream) == first  # same seed and epoch: same order
+    stream.set_epoch(1)
+    second = _keys(stream)
+    assert second != first and sorted(second) == sorted(first)
+    # the buffer mixes blocks: the first 20 units come from more than one tile
+    tiles = {(y // 4, x // 3) for y, x, _ in first[:20]}
+    assert len(tiles) > 1
+
+
+def test_scalers_from_a_streamed_pass_match_the_materialised_fit(store) -> None:
+    import xarray as xr
+
+    stream = StreamedUnits(store, **OPTIONS)
+    scalers = stream.fit_scalers()
+    whole = to_sequences(xr.open_zarr(store), drop_incomplete=True, **OPTIONS)
+    for key, a, per_feature in (("x", whole.X, True), ("t", whole.T, False), ("y", whole.Y, False)):
+        expected = Standardizer.fit(a, per_feature=per_feature)
+        np.testing.assert_allclose(scalers[key].mean, expected.mean, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(scalers[key].scale, expected.scale, rtol=1e-8)
+    scaled = StreamedUnits(store, scalers=scalers, shuffle=False, **OPTIONS)
+    ys = torch.stack([i["y"] for i in scaled])
+    assert abs(float(ys.mean())) < 1e-5 and abs(float(ys.std(unbiased=False)) - 1) < 1e-4
+
+
+def test_bad_settings_are_refused(store, tmp_path) -> None:
+    with pytest.raises(ConfigError, match=r"tile must be \(rows, columns\)"):
+        StreamedUnits(store, tile=(0, 3), **OPTIONS)
+    with pytest.raises(ConfigError, match="starts_per_block must be an integer >= 1"):
+        StreamedUnits(store, starts_per_block=0, **OPTIONS)
+    with pytest.raises(InputError, match="fewer than 500"):
+        StreamedUnits(store, **{**OPTIONS, "window": 500})
+    from kgcm.errors import DataError
+
+    with pytest.raises(DataError, match="does not exist; run kgcm prepare first"):
+        StreamedUnits(tmp_path / "missing.zarr")
