@@ -93,3 +93,25 @@ def test_tune_refuses_unequal_budgets_and_configs_without_tuning_worlds(tmp_path
                         reference="crn", tuning_seeds=[])  # fmt: skip
     with pytest.raises(ConfigError, match="needs tuning worlds"):
         run_tuning(no_worlds, log=lambda m: None)
+
+
+def test_cli_tune_prints_the_table_and_refuses_a_config_without_tuning_worlds(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from kgcm.cli import app
+
+    cfg = tmp_path / "b.toml"
+    cfg.write_text(
+        'name = "t"\nseeds = [7]\ntuning_seeds = [3]\nreference = "crn"\nn_jobs = 1\n'
+        '[[datasets]]\nname = "tiny"\nkind = "arctic"\nparams = {ny = 3, nx = 3, days = 40, '
+        "window = 10}\n"
+        '[[estimators]]\nname = "crn"\nparams = {hidden = 4, rep_dim = 2, '
+        "training = {max_epochs = 1, progress = false}}\nsearch = {hidden = [4, 8]}\n"
+    )
+    out = tmp_path / "tuned"
+    result = CliRunner().invoke(app, ["tune", "--config", str(cfg), "--out", str(out),
+                                      "--no-progress"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "| crn | 1 | hidden = 8 |" in result.output and (out / "tuned.toml").is_file()
+    bad = CliRunner().invoke(app, ["tune", "--config", str(cfg), "--set", "tuning_seeds=[]"])
+    assert bad.exit_code != 0 and "needs tuning worlds" in bad.output
