@@ -115,3 +115,13 @@ def test_cli_tune_prints_the_table_and_refuses_a_config_without_tuning_worlds(tm
     assert "| crn | 1 | hidden = 8 |" in result.output and (out / "tuned.toml").is_file()
     bad = CliRunner().invoke(app, ["tune", "--config", str(cfg), "--set", "tuning_seeds=[]"])
     assert bad.exit_code != 0 and "needs tuning worlds" in bad.output
+
+
+def test_a_benchmark_of_a_config_with_searches_says_it_runs_them_untuned(tmp_path) -> None:
+    from kgcm.experiments.benchmark import run_benchmark
+
+    cfg = _config(tmp_path, [{"name": "zero-effect", "search": {"foo": [1, 2]}}],
+                  reference="zero-effect")  # fmt: skip
+    said: list[str] = []
+    run_benchmark(cfg, log=said.append, progress=False)
+    assert any("['zero-effect'] have a search" in m and "untuned" in m for m in said), said

@@ -411,6 +411,13 @@ def run_benchmark(
     out_dir = Path(out or config.out)
     base = Path(base_dir) if base_dir is not None else None
     check_settings(config, base)
+    searched = [e.key for e in config.estimators if e.search]
+    if searched:  # said, not silently skipped: the search is kgcm tune's, not this run's
+        log(
+            f"estimators {searched} have a search: this run evaluates their params as "
+            f"configured, untuned. To evaluate the tuned ones, run kgcm tune on this config "
+            f"and kgcm benchmark --config on the tuned.toml it writes."
+        )
     # one run per folder at a time; its cells are kept between runs (that is the resume), so
     # the folder is claimed with a marker rather than replaced
     with OutputLock(out_dir):
