@@ -185,6 +185,15 @@ def test_recovers_effect_on_simulator() -> None:
     assert got < 0.6 * zero, (got, zero)
 
 
+def test_the_default_prior_does_not_read_the_treatment(panel) -> None:
+    # the autonomous p(z_t | z_{t-1}): held and propagated counterfactual states coincide
+    est = _fit(panel)
+    assert est.prior == "autonomous"
+    autonomous = est.models_[0].transition[0].in_features  # z_{t-1} alone
+    transition = _fit(panel, prior="transition").models_[0].transition[0].in_features
+    assert transition == autonomous + 1  # the paper's prior adds the treatment column
+
+
 def test_propagated_counterfactual_state_follows_the_prior(panel) -> None:
     import torch
 

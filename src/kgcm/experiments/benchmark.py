@@ -70,7 +70,7 @@ from kgcm import provenance
 from kgcm._io import atomic_write_text, check_name
 from kgcm.config import check_estimator_params, dump_toml
 from kgcm.errors import ConfigError, InputError, KgcmError, did_you_mean
-from kgcm.synthetic.tasks import Task
+from kgcm.synthetic.tasks import BUILDERS, Task
 
 __all__ = [
     "AblateConfig",
@@ -85,9 +85,8 @@ __all__ = [
     "summarise",
 ]
 
-KINDS = ("arctic", "arctic-forecast", "seaice", "paper", "ihdp")
-#: the forecast task's own params beside the simulator's
-_FORECAST_PARAMS = ("history", "horizon", "test_fraction", "scale", "scope")
+#: dataset kinds: the tasks the registry builds (kgcm.synthetic.tasks)
+KINDS = tuple(BUILDERS)
 METRICS = ("pehe", "ate_error", "factual_rmse", "coverage", "width", "cf_rmse_1", "cf_rmse_tau")
 
 

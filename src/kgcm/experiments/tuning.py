@@ -160,13 +160,14 @@ def _choose(
     chosen: dict[str, dict[str, Any]] = {}
     rows: list[dict[str, Any]] = []
     for e in searched:
+        settings = _settings(e)
         scores = []
         for i in range(len(grids[e.key])):
             cells = ok[ok["estimator"] == f"{e.key}{_MARK}{i}"]
             total = int((results["estimator"] == f"{e.key}{_MARK}{i}").sum())
             rmse = float(cells["factual_rmse"].mean()) if len(cells) == total else float("nan")
             scores.append(rmse)
-            rows.append({"estimator": e.key, "candidate": i, "settings": _settings(e, i),
+            rows.append({"estimator": e.key, "candidate": i, "settings": settings[i],
                          "factual_rmse": rmse, "cells": f"{len(cells)}/{total}"})  # fmt: skip
         finite = [s for s in scores if s == s]
         if not finite:
@@ -186,9 +187,12 @@ def _choose(
     return chosen, rows
 
 
-def _settings(e: EstimatorSpec, i: int) -> str:
-    combo = list(itertools.product(*e.search.values()))[i]
-    return ", ".join(f"{k} = {v!r}" for k, v in zip(e.search, combo, strict=True))
+def _settings(e: EstimatorSpec) -> list[str]:
+    """Each candidate's searched values as text, in the order of :func:`candidates`."""
+    return [
+        ", ".join(f"{k} = {v!r}" for k, v in zip(e.search, combo, strict=True))
+        for combo in itertools.product(*e.search.values())
+    ]
 
 
 def _tuned_header(config: BenchmarkConfig, folder: Path) -> str:
