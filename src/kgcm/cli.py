@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -215,10 +216,32 @@ def fit(
         "runs/fit"
     ),
     allow_weak_overlap: AllowWeakOpt = False,
+    nproc: Annotated[
+        int,
+        typer.Option(
+            "--nproc",
+            help="Train on N processes of this machine with PyTorch DDP (gloo on CPU, NCCL on "
+            "GPUs); for several machines launch `torchrun ... -m kgcm fit` instead.",
+        ),
+    ] = 1,
 ) -> None:
-    """Fit an estimator on a prepared store; writes model.kgcm, config, split and metrics."""
+    """Fit an estimator on a prepared store; writes model.kgcm, config, split and metrics.
+
+    Neural fits checkpoint after every epoch beside the run folder; the same command started
+    again after an interruption continues from the last finished epoch.
+    """
+    from kgcm import distributed
     from kgcm.config import load_config
     from kgcm.experiments.fit import FitConfig, run_fit
+
+    if nproc < 1:
+        _fail(KgcmError(f"--nproc must be at least 1; got {nproc}."))
+    if nproc > 1 and not distributed.launched():
+        argv = ["fit", "--config", str(config), "--out", str(out)]
+        argv += [a for s in set_ or () for a in ("--set", s)]
+        argv += ["--allow-weak-overlap"] if allow_weak_overlap else []
+        raise typer.Exit(code=distributed.launch(nproc, argv))
+    rank = int(os.environ.get("RANK", "0")) if distributed.launched() else 0
 
     def work(log):  # type: ignore[no-untyped-def]
         cfg = load_config(FitConfig, config, set_ or ())
@@ -226,12 +249,12 @@ def fit(
             cfg,
             out,
             base_dir=config.resolve().parent,
-            log=log,
+            log=log if rank == 0 else (lambda m: None),
             allow_weak_overlap=allow_weak_overlap,
         )
 
     result = _run_logged(work)
-    if result is not None:
+    if result is not None and rank == 0:
         stdout.print_json(data=result.metrics)
 
 

@@ -7,6 +7,11 @@ best weights restored, a progress bar, and a per-epoch record of every loss part
 (``history``). A model supplies two functions: the training loss of a batch (a total and its
 named parts) and the validation loss of a batch.
 
+Inside a process group (``kgcm fit --nproc N`` or ``torchrun``) the loop trains with PyTorch's
+DistributedDataParallel, each process on its share of every batch; inside
+``kgcm.distributed.checkpoints(folder)`` it saves its state after every epoch and resumes from
+it (:mod:`kgcm.distributed`).
+
 Defaults scale with the data: the batch size grows with the number of units and an epoch is
 capped in optimiser steps, so a few hundred units and hundreds of thousands train without
 hand tuning.
@@ -19,7 +24,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -218,7 +223,10 @@ def fit_module(
         epoch with the mean of each loss part (``train_*``), ``val_loss``, ``lr`` and
         ``seconds``.
     """
-    device = resolve_device(config.device)
+    from kgcm import distributed as ddp
+
+    rank, size = ddp.world()
+    device = ddp.local_device(resolve_device(config.device))
     n_units = next(iter(data.values())).shape[0]
     devices = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
@@ -231,6 +239,8 @@ def fit_module(
         module.to(device)
         train = {k: v[train_idx].to(device) for k, v in data.items()}
         val = {k: v[val_idx].to(device) for k, v in data.items()} if n_val else train
+        if size > 1:  # each process validates a share; the sums are pooled
+            val = {k: v[rank::size] for k, v in val.items()}
         n_train = len(train_idx)
         batch_size = min(config.batch_size or _auto_batch_size(n_train), n_train)
         steps_per_epoch = min(math.ceil(n_train / batch_size), config.max_steps_per_epoch)
@@ -241,19 +251,38 @@ def fit_module(
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimiser, factor=config.lr_factor, patience=config.lr_patience
         )
-        history: list[dict[str, float]] = []
-        best_loss, best_state, best_epoch = math.inf, None, -1
+        state = _State()
+        path = _checkpoint_path(module, data, config, seed, description)
+        if path is not None and state.restore(path, module, optimiser, scheduler, gen):
+            if state.done:
+                module.load_state_dict(state.best)
+                module.eval()
+                return module, state.history
+        objective: Callable[[Batch, int], tuple[torch.Tensor, dict[str, float]]] = train_step
+        if size > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            objective = DistributedDataParallel(
+                _Objective(module, train_step),
+                device_ids=[device.index] if device.type == "cuda" else None,
+                find_unused_parameters=True,
+            )
         show = config.progress if config.progress is not None else sys.stderr.isatty()
-        with _progress(show, description, config.max_epochs) as advance:
-            for epoch in range(config.max_epochs):
+        with _progress(show and rank == 0, description, config.max_epochs) as advance:
+            for epoch in range(state.epoch + 1, config.max_epochs):
                 started = time.perf_counter()
                 module.train()
                 order = torch.randperm(n_train, generator=gen).to(device)
                 sums: dict[str, float] = {}
+                steps = 0
                 for step in range(steps_per_epoch):
                     idx = order[step * batch_size : (step + 1) * batch_size]
+                    if size > 1:  # this process's share of the global batch
+                        if len(idx) < size:
+                            continue
+                        idx = idx[rank::size]
                     batch = {k: v[idx] for k, v in train.items()}
-                    loss, parts = train_step(batch, epoch)
+                    loss, parts = objective(batch, epoch)
                     if not torch.isfinite(loss):
                         raise FloatingPointError(
                             f"{description}: the loss became {loss.item()} at epoch {epoch}; "
@@ -264,32 +293,140 @@ def fit_module(
                     if config.grad_clip:
                         nn.utils.clip_grad_norm_(module.parameters(), config.grad_clip)
                     optimiser.step()
+                    steps += 1
                     for key, value in parts.items():
                         sums[key] = sums.get(key, 0.0) + value
-                val_loss = _evaluate(module, val, validate, batch_size=max(batch_size, 1024))
+                total, count = _evaluate(module, val, validate, batch_size=max(batch_size, 1024))
+                if size > 1:
+                    total, count, sums = _pooled(total, count, sums, size)
+                val_loss = total / max(count, 1)
                 scheduler.step(val_loss)
-                record = {f"train_{k}": v / steps_per_epoch for k, v in sums.items()}
+                record = {f"train_{k}": v / max(steps, 1) for k, v in sums.items()}
                 record.update(
                     epoch=float(epoch),
                     val_loss=val_loss,
                     lr=float(optimiser.param_groups[0]["lr"]),
                     seconds=time.perf_counter() - started,
                 )
-                history.append(record)
-                if val_loss < best_loss - config.min_delta * abs(best_loss) or best_state is None:
-                    best_loss, best_epoch = val_loss, epoch
-                    best_state = copy.deepcopy(module.state_dict())
+                state.history.append(record)
+                if val_loss < state.best_loss - config.min_delta * abs(state.best_loss) or (
+                    state.best is None
+                ):
+                    state.best_loss, state.best_epoch = val_loss, epoch
+                    state.best = copy.deepcopy(module.state_dict())
                 advance(epoch, val_loss)
-                if epoch + 1 >= config.min_epochs and epoch - best_epoch >= config.patience:
+                waited = epoch - state.best_epoch
+                stop = epoch + 1 >= config.min_epochs and waited >= config.patience
+                state.epoch, state.done = epoch, stop or epoch + 1 == config.max_epochs
+                if path is not None:
+                    state.save(path, module, optimiser, scheduler, gen)
+                if stop:
                     break
-        assert best_state is not None  # at least one epoch ran
-        module.load_state_dict(best_state)
+        assert state.best is not None  # at least one epoch ran
+        module.load_state_dict(state.best)
         module.eval()
-    return module, history
+        if size > 1:
+            _check_in_step(module, description)
+    return module, state.history
+
+
+def _check_in_step(module: nn.Module, description: str) -> None:
+    """Every process of a DDP run must end with the same weights; a difference means the
+    gradients were not averaged (a bug, never a user error), so it stops the run."""
+    import torch.distributed as dist
+
+    flat = torch.cat([p.detach().reshape(-1).to("cpu", torch.float64) for p in module.parameters()])
+    low, high = flat.clone(), flat.clone()
+    dist.all_reduce(low, op=dist.ReduceOp.MIN)
+    dist.all_reduce(high, op=dist.ReduceOp.MAX)
+    if not torch.equal(low, high):
+        raise RuntimeError(
+            f"{description}: the processes of the distributed fit ended with different weights "
+            f"(max difference {float((high - low).max()):.3g}); please report this as a bug."
+        )
+
+
+class _Objective(nn.Module):
+    """The training loss of a batch as a module's forward, so DDP can wrap it: gradients of
+    every parameter of ``module`` are averaged across processes in the backward pass."""
+
+    def __init__(self, module: nn.Module, step: LossFn) -> None:
+        super().__init__()
+        self.module = module
+        self._step = step
+
+    def forward(self, batch: Batch, epoch: int) -> tuple[torch.Tensor, dict[str, float]]:
+        return self._step(batch, epoch)
+
+
+def _pooled(
+    total: float, count: int, sums: dict[str, float], size: int
+) -> tuple[float, int, dict[str, float]]:
+    """Validation sums and the loss parts' means pooled over the processes of a DDP run."""
+    import torch.distributed as dist
+
+    keys = sorted(sums)
+    values = torch.tensor([total, float(count), *(sums[k] for k in keys)], dtype=torch.float64)
+    dist.all_reduce(values)
+    parts = {k: float(v) / size for k, v in zip(keys, values[2:].tolist(), strict=True)}
+    return float(values[0]), int(values[1]), parts
+
+
+def _checkpoint_path(
+    module: nn.Module, data: Batch, config: TrainingConfig, seed: int, description: str
+) -> Any:
+    from kgcm import distributed as ddp
+
+    folder = ddp.checkpoint_folder()
+    if folder is None:
+        return None
+    settings = {k: v for k, v in config.to_dict().items() if k not in ("progress", "device")}
+    settings["parameters"] = [tuple(p.shape) for p in module.parameters()]
+    return folder / f"{ddp.fit_key(description, seed, settings, data)}.pt"
+
+
+@dataclass
+class _State:
+    """What the loop carries from epoch to epoch; all of it goes into a checkpoint."""
+
+    epoch: int = -1
+    done: bool = False
+    best_loss: float = math.inf
+    best_epoch: int = -1
+    best: dict[str, torch.Tensor] | None = None
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def save(self, path: Any, module: nn.Module, optimiser: Any, scheduler: Any, gen: Any) -> None:
+        from kgcm import distributed as ddp
+
+        ddp.save_checkpoint(path, {
+            "loop": asdict(self), "module": module.state_dict(),
+            "optimiser": optimiser.state_dict(), "scheduler": scheduler.state_dict(),
+            "generator": gen.get_state(), "rng": torch.get_rng_state(),
+        })  # fmt: skip
+
+    def restore(
+        self, path: Any, module: nn.Module, optimiser: Any, scheduler: Any, gen: Any
+    ) -> bool:
+        from kgcm import distributed as ddp
+
+        saved = ddp.load_checkpoint(path)
+        if saved is None:
+            return False
+        for key, value in saved["loop"].items():
+            setattr(self, key, value)
+        module.load_state_dict(saved["module"])
+        optimiser.load_state_dict(saved["optimiser"])
+        scheduler.load_state_dict(saved["scheduler"])
+        gen.set_state(saved["generator"])
+        torch.set_rng_state(saved["rng"])
+        return True
 
 
 @torch.no_grad()
-def _evaluate(module: nn.Module, data: Batch, val_fn: ValFn, *, batch_size: int) -> float:
+def _evaluate(
+    module: nn.Module, data: Batch, val_fn: ValFn, *, batch_size: int
+) -> tuple[float, int]:
     module.eval()
     n = next(iter(data.values())).shape[0]
     total, count = 0.0, 0
@@ -298,7 +435,7 @@ def _evaluate(module: nn.Module, data: Batch, val_fn: ValFn, *, batch_size: int)
         size = next(iter(batch.values())).shape[0]
         total += float(val_fn(batch)) * size
         count += size
-    return total / max(count, 1)
+    return total, count
 
 
 class _progress:

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -273,15 +275,38 @@ def run_fit(
     The folder is a transaction (:func:`kgcm._io.output_folder`): written complete beside it and
     moved into place at the end, so a failed, killed or concurrent run never leaves a mix.
     """
+    from kgcm import distributed
+
     target = Path(out_dir)
-    with output_folder(target, "fit") as staging:
-        result = _run_fit(
-            config,
-            staging,
-            base_dir=base_dir,
-            log=lambda m: log(m.replace(str(staging), str(target))),
-            allow_weak_overlap=allow_weak_overlap,
-        )
+    training = dict(config.estimator.params).get("training") or {}
+    joined = distributed.init_from_env(str(dict(training).get("device", "auto")))
+    try:
+        rank, size = distributed.world()
+        saved = target.with_name(f".{target.name}.checkpoints")
+        if saved.is_dir() and any(saved.iterdir()):
+            log(f"continuing from the checkpoints of an interrupted run in {saved}")
+        if size > 1:
+            log(f"training on {size} processes (PyTorch DDP)")
+        with distributed.checkpoints(saved):
+            if rank != 0:  # trains with the others; rank 0 alone writes the run
+                with tempfile.TemporaryDirectory() as scratch:
+                    _run_fit(config, Path(scratch), base_dir=base_dir, log=lambda m: None,
+                             allow_weak_overlap=allow_weak_overlap)  # fmt: skip
+                return FitResult(out_dir=target, metrics={})
+            with output_folder(target, "fit") as staging:
+                result = _run_fit(
+                    config,
+                    staging,
+                    base_dir=base_dir,
+                    log=lambda m: log(m.replace(str(staging), str(target))),
+                    allow_weak_overlap=allow_weak_overlap,
+                )
+        shutil.rmtree(saved, ignore_errors=True)
+    finally:
+        if joined:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
     return FitResult(out_dir=target, metrics=result.metrics)
 
 
@@ -293,6 +318,7 @@ def _run_fit(
     log: Log,
     allow_weak_overlap: bool = False,
 ) -> FitResult:
+    from kgcm import distributed
     from kgcm.overlap import require_overlap
 
     out = Path(out_dir)
@@ -348,6 +374,7 @@ def _run_fit(
         "n_test_units": int(test.n_units),
         "n_dropped_units": int(prep.n_all - seqs.n_units),
         "fit_seconds": round(fit_s, 3),
+        "processes": distributed.world()[1],
         "overlap": overlap,
     }
     est.save(out / "model.kgcm")
