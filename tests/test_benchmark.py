@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -536,3 +537,17 @@ def test_rows_carry_the_code_revision_and_a_code_change_reruns(tmp_path, monkeyp
         assert "1 stored with other settings" in messages[0]
         assert (rows["code_revision"] == code["code_revision"]).all()
         assert (rows["kgcm_version"] == code["kgcm_version"]).all()
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("benchmark-*.toml")), ids=str)
+def test_every_shipped_benchmark_config_passes_the_settings_check(path) -> None:
+    # the check a run makes before any cell; a seaice config once failed it for want of a
+    # seaice branch (its keys were checked against IHDP's)
+    bm.check_settings(load_config(bm.BenchmarkConfig, path), path.parent)
+
+
+def test_seaice_dataset_params_are_checked_by_name() -> None:
+    cfg = load_config(bm.BenchmarkConfig, ROOT / "configs" / "benchmark-seaice.toml")
+    bad = replace(cfg.datasets[0], params={**cfg.datasets[0].params, "n_evpp": 30})
+    with pytest.raises(ConfigError, match="n_evpp"):
+        bm.check_settings(replace(cfg, datasets=[bad]), ROOT / "configs")

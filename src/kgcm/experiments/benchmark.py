@@ -465,6 +465,11 @@ def check_settings(config: BenchmarkConfig, base: Path | None) -> None:
             forecast_settings(params)
             from_dict(ArcticConfig, {**params, "seed": 0}, where=f"datasets.{d.name}.params")
             continue
+        if d.kind == "seaice":  # the world is built only when a cell runs
+            from kgcm.synthetic.seaice import seaice_task_settings
+
+            seaice_task_settings(params, 0, base)
+            continue
         allowed = {"paper": {"csv", "recipe", "lag", "window", "test_fraction", "split_seed"}}.get(
             d.kind, {"path"} | set(inspect.signature(load_ihdp).parameters) - {"path_or_dir"}
         )

@@ -1014,10 +1014,14 @@ def _dataset(world: _World, out: dict[str, np.ndarray], versions: dict[str, str]
     return ds
 
 
-def seaice_task(params: dict[str, Any], seed: int, base: Path | None) -> Task:
+def seaice_task_settings(
+    params: dict[str, Any], seed: int, base: Path | None
+) -> tuple[SeaIceConfig, int, float, OceanScenario, Path]:
+    """The world config, window, test fraction, scenario and cache folder of a ``seaice``
+    task's params (a benchmark dataset's ``params``); unknown keys are refused by name."""
     from kgcm.config import from_dict
-    from kgcm.sequences import split_units, to_sequences
 
+    params = dict(params)
     window = int(params.pop("window", 30))
     test_fraction = float(params.pop("test_fraction", 0.25))
     scenario = OceanScenario(
@@ -1027,6 +1031,13 @@ def seaice_task(params: dict[str, Any], seed: int, base: Path | None) -> Task:
     if not cache.is_absolute() and base is not None:
         cache = base / cache
     cfg = from_dict(SeaIceConfig, {**params, "seed": seed}, where="seaice")
+    return cfg, window, test_fraction, scenario, cache
+
+
+def seaice_task(params: dict[str, Any], seed: int, base: Path | None) -> Task:
+    from kgcm.sequences import split_units, to_sequences
+
+    cfg, window, test_fraction, scenario, cache = seaice_task_settings(params, seed, base)
     sim = simulate_seaice(cfg, cache_dir=cache)
     # the covariates are the treatment's confounders, the observed atmosphere; never the ocean
     # fields the treatment is computed from (with them it is a function of the covariates'
