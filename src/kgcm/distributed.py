@@ -40,7 +40,7 @@ import hashlib
 import io
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -136,11 +136,17 @@ def checkpoint_folder() -> Path | None:
     return _CHECKPOINTS.get()
 
 
-def fit_key(description: str, seed: int, settings: dict[str, Any], data: dict[str, Any]) -> str:
+def fit_key(
+    description: str, seed: int, settings: dict[str, Any], data: Mapping[str, Any] | str
+) -> str:
     """A hash naming one fit: its description, seed, training settings, the model's parameter
-    shapes and the data (every tensor's shape, sums and a strided sample of its values)."""
+    shapes and the data (every tensor's shape, sums and a strided sample of its values, or a
+    stream's fingerprint)."""
     h = hashlib.sha256()
     h.update(repr((description, seed, sorted(settings.items()))).encode())
+    if isinstance(data, str):
+        h.update(data.encode())
+        return h.hexdigest()[:20]
     for name in sorted(data):
         t = data[name]
         h.update(name.encode())

@@ -26,8 +26,9 @@ written by ``kgcm prepare`` (or any dask-backed ``xarray.Dataset``):
 
 from __future__ import annotations
 
+import copy
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -39,7 +40,7 @@ from torch.utils.data import IterableDataset
 from kgcm.errors import ConfigError, InputError
 from kgcm.sequences import SequenceSet, to_sequences
 
-__all__ = ["Block", "StreamedUnits"]
+__all__ = ["Block", "StreamedUnits", "UnitBatches"]
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ class _Moments:
 
     @classmethod
     def of(cls, a: np.ndarray) -> _Moments:
-        flat = a.reshape(-1, a.shape[-1])
+        flat = a.reshape(int(np.prod(a.shape[:-1])), a.shape[-1])
         mean = flat.mean(axis=0) if len(flat) else np.zeros(a.shape[-1])
         return cls(len(flat), mean, ((flat - mean) ** 2).sum(axis=0))
 
@@ -148,6 +149,8 @@ class StreamedUnits(IterableDataset):
         self.rank, self.world_size = rank, world_size
         self.scalers = scalers
         self.epoch = 0
+        self.keep: tuple[int, ...] | None = None  # the block indices used (None: all)
+        self.batch_size: int | None = None  # yield batches of this many units (loader(None))
 
     @property
     def ds(self) -> xr.Dataset:
@@ -166,9 +169,10 @@ class StreamedUnits(IterableDataset):
             state["_opened"] = None
         return state
 
-    def loader(self, batch_size: int, num_workers: int = 0, **kwargs: Any) -> Any:
-        """A ``DataLoader`` over these units: batches of ``batch_size``, ``num_workers``
-        processes started with ``spawn`` (Zarr's I/O thread does not survive ``fork``)."""
+    def loader(self, batch_size: int | None, num_workers: int = 0, **kwargs: Any) -> Any:
+        """A ``DataLoader`` over these units: batches of ``batch_size`` (None when the units
+        are batched already, ``self.batch_size``), ``num_workers`` processes started with
+        ``spawn`` (Zarr's I/O thread does not survive ``fork``)."""
         if num_workers:
             kwargs.setdefault("multiprocessing_context", "spawn")
         return torch.utils.data.DataLoader(
@@ -207,7 +211,7 @@ class StreamedUnits(IterableDataset):
             for i in range(0, len(starts), self.starts_per_block)
         ]
         ty, tx = self.tile
-        return [
+        every = [
             Block(
                 slice(int(run[0]), int(run[-1]) + self.window),
                 slice(y, min(y + ty, ny)),
@@ -217,6 +221,39 @@ class StreamedUnits(IterableDataset):
             for x in range(0, nx, tx)
             for run in runs
         ]
+        return every if self.keep is None else [every[i] for i in self.keep]
+
+    def hold_out(self, fraction: float, seed: int = 0) -> tuple[StreamedUnits, StreamedUnits]:
+        """``(train, held_out)``: the spatial tiles split at random, ``fraction`` of them (at
+        least one) held out with every block they hold, so the two share no cell."""
+        if not 0 < fraction < 1:
+            raise ConfigError(f"the held-out fraction must be in (0, 1); got {fraction!r}.")
+        blocks = self.blocks()
+        tiles = sorted({(b.y.start, b.x.start) for b in blocks})
+        if len(tiles) < 2:
+            raise InputError(
+                f"holding out tiles needs at least 2 tiles; the grid is one tile of "
+                f"{self.tile}. Pass a smaller tile=(rows, columns)."
+            )
+        rng = np.random.default_rng((seed, 7))
+        n_out = min(len(tiles) - 1, max(1, round(fraction * len(tiles))))
+        out = {tiles[i] for i in rng.choice(len(tiles), n_out, replace=False)}
+        index = range(len(blocks)) if self.keep is None else self.keep
+        pairs = list(zip(index, blocks, strict=True))
+        train, held = copy.copy(self), copy.copy(self)
+        train.keep = tuple(i for i, b in pairs if (b.y.start, b.x.start) not in out)
+        held.keep = tuple(i for i, b in pairs if (b.y.start, b.x.start) in out)
+        return train, held
+
+    def fingerprint(self) -> str:
+        """What names these units: the source, the options, the layout and the blocks kept
+        (checkpoints of a streamed fit are keyed by it)."""
+        source = self.source if isinstance(self.source, str) else "dataset"
+        ds = self.ds
+        sizes = tuple(sorted(ds.sizes.items()))
+        stamp = str(ds["time"].values[0]) + str(ds["time"].values[-1]) if "time" in ds else ""
+        return repr((source, sorted(self.options.items()), self.tile, self.starts_per_block,
+                     self.keep, sizes, stamp))  # fmt: skip
 
     def units(self, block: Block) -> SequenceSet | None:
         """The units of one block with grid cells and starts of the whole store (None when
@@ -261,36 +298,52 @@ class StreamedUnits(IterableDataset):
         shard, _ = self._shard()
         rng = np.random.default_rng((self.seed, self.epoch, shard, 1))
         buffer: list[SequenceSet] = []
+        carry: dict[str, np.ndarray] | None = None
         for block in self.my_blocks():
             seqs = self.units(block)
             if seqs is not None:
                 buffer.append(seqs)
             if len(buffer) >= self.buffer_blocks:
-                yield from self._emit(buffer, rng)
+                carry = yield from self._emit(buffer, rng, carry, last=False)
                 buffer = []
-        yield from self._emit(buffer, rng)
+        yield from self._emit(buffer, rng, carry, last=True)
 
-    def _emit(self, buffer: list[SequenceSet], rng: np.random.Generator) -> Iterator[dict]:
-        if not buffer:
-            return
-        X = np.concatenate([s.X for s in buffer])
-        T = np.concatenate([s.T for s in buffer])
-        Y = np.concatenate([s.Y for s in buffer])
-        cells = np.concatenate([s.cells for s in buffer])
-        starts = np.concatenate([s.starts for s in buffer])
+    def _emit(
+        self,
+        buffer: list[SequenceSet],
+        rng: np.random.Generator,
+        carry: dict[str, np.ndarray] | None,
+        *,
+        last: bool,
+    ) -> Generator[dict[str, torch.Tensor], None, dict[str, np.ndarray] | None]:
+        """Yield the buffer's units shuffled: one by one, or with ``batch_size`` set, in
+        batches, the remainder carried into the next buffer (yielded at the ``last``)."""
+        arrays = {
+            "x": [s.X for s in buffer], "t": [s.T for s in buffer], "y": [s.Y for s in buffer],
+            "cell": [s.cells for s in buffer], "start": [s.starts for s in buffer],
+        }  # fmt: skip
         if self.scalers is not None:
-            X = self.scalers["x"].transform(X)
-            T = self.scalers["t"].transform(T)
-            Y = self.scalers["y"].transform(Y)
-        order = rng.permutation(len(Y)) if self.shuffle else np.arange(len(Y))
-        for i in order:
-            yield {
-                "x": torch.as_tensor(X[i], dtype=torch.float32),
-                "t": torch.as_tensor(T[i], dtype=torch.float32),
-                "y": torch.as_tensor(Y[i], dtype=torch.float32),
-                "cell": torch.as_tensor(cells[i], dtype=torch.int64),
-                "start": torch.as_tensor(starts[i], dtype=torch.int64),
-            }
+            for key in ("x", "t", "y"):
+                arrays[key] = [self.scalers[key].transform(a) for a in arrays[key]]
+        parts = {k: ([carry[k]] if carry is not None else []) + v for k, v in arrays.items()}
+        if not parts["y"]:
+            return None
+        data = {k: np.concatenate(v) for k, v in parts.items()}
+        n = len(data["y"])
+        order = rng.permutation(n) if self.shuffle else np.arange(n)
+        data = {k: v[order] for k, v in data.items()}
+        kinds = {"cell": torch.int64, "start": torch.int64}
+        if self.batch_size is None:
+            for i in range(n):
+                yield {k: torch.as_tensor(v[i], dtype=kinds.get(k, torch.float32))
+                       for k, v in data.items()}  # fmt: skip
+            return None
+        size = self.batch_size
+        full = n if last else n - n % size
+        for start in range(0, full, size):
+            yield {k: torch.as_tensor(v[start : start + size], dtype=kinds.get(k, torch.float32))
+                   for k, v in data.items()}  # fmt: skip
+        return {k: v[full:] for k, v in data.items()} if full < n else None
 
     # ---- scalers from one streamed pass ---------------------------------------------------
     def fit_scalers(self) -> dict[str, Any]:
@@ -315,3 +368,41 @@ class StreamedUnits(IterableDataset):
             std = np.sqrt(m.m2 / m.n)
             out[key] = Standardizer.from_moments(m.mean, std)
         return out
+
+
+class UnitBatches:
+    """Training batches of streamed units for :func:`kgcm.estimators.training.fit_module`:
+    ``batches(epoch)`` and ``validation()`` yield dicts of ``x``, ``t``, ``y`` tensors scaled
+    by the units' scalers, read by a DataLoader of ``num_workers`` spawned processes."""
+
+    def __init__(
+        self,
+        train: StreamedUnits,
+        validation: StreamedUnits,
+        *,
+        batch_size: int,
+        num_workers: int = 0,
+    ) -> None:
+        if train.scalers is None or validation.scalers is None:
+            raise ConfigError("UnitBatches needs units with scalers (StreamedUnits(scalers=...)).")
+        self.train, self.val = train, validation
+        self.batch_size, self.num_workers = batch_size, num_workers
+
+    def _read(self, units: StreamedUnits) -> Iterator[dict[str, torch.Tensor]]:
+        units = copy.copy(units)
+        units.batch_size = self.batch_size  # batched in the dataset: no per-unit collation
+        for batch in units.loader(None, self.num_workers):
+            x = batch["x"]
+            if x.shape[-1] == 0:  # the recurrent input needs a column: one of zeros
+                x = torch.zeros((*x.shape[:-1], 1), dtype=x.dtype)
+            yield {"x": x, "t": batch["t"], "y": batch["y"]}
+
+    def batches(self, epoch: int) -> Iterator[dict[str, torch.Tensor]]:
+        self.train.set_epoch(epoch)
+        return self._read(self.train)
+
+    def validation(self) -> Iterator[dict[str, torch.Tensor]]:
+        return self._read(self.val)
+
+    def fingerprint(self) -> str:
+        return repr((self.train.fingerprint(), self.val.fingerprint(), self.batch_size))

@@ -34,7 +34,14 @@ from torch import nn
 
 from kgcm.errors import ConfigError, InputError, did_you_mean
 from kgcm.estimators.base import BaseEstimator, MemberEnsemble, ValidatedData
-from kgcm.estimators.training import LossFn, TrainingConfig, ValFn, fit_module, to_tensor
+from kgcm.estimators.training import (
+    BatchStream,
+    LossFn,
+    TrainingConfig,
+    ValFn,
+    fit_module,
+    to_tensor,
+)
 from kgcm.losses import mmd_rbf
 
 __all__ = [
@@ -460,7 +467,7 @@ class NeuralSequenceEstimator(MemberEnsemble, BaseEstimator):
 
     def _fit_member(
         self,
-        tensors: dict[str, torch.Tensor],
+        tensors: dict[str, torch.Tensor] | BatchStream,
         training: TrainingConfig,
         seed: int,
         description: str,
@@ -515,8 +522,7 @@ class NeuralSequenceEstimator(MemberEnsemble, BaseEstimator):
     # ---- fit and predict -----------------------------------------------------------------
     def _fit(self, data: ValidatedData) -> None:
         training = self._check_params()
-        if self._ramps_with_progress:
-            self.max_epochs_ = training.max_epochs
+        self._setup(training, data.X.shape[2])
         assert data.Y is not None
         t_scaled = self.t_scaler_.transform(data.T)
         self.threshold_, self.strict_ = median_split(t_scaled)
@@ -525,14 +531,92 @@ class NeuralSequenceEstimator(MemberEnsemble, BaseEstimator):
             "t": to_tensor(t_scaled),
             "y": to_tensor(self.y_scaler_.transform(data.Y)),
         }
+        self._train_members(tensors, training)
+
+    def _setup(self, training: TrainingConfig, n_features: int) -> None:
+        """What a subclass sets from the settings and the number of covariates before its
+        members train."""
+        if self._ramps_with_progress:
+            self.max_epochs_ = training.max_epochs
+
+    def _train_members(
+        self, source: dict[str, torch.Tensor] | BatchStream, training: TrainingConfig
+    ) -> None:
         self.models_: list[nn.Module] = []
         self.histories_: list[list[dict[str, float]]] = []
         for k in range(self.n_ensemble):
             description = f"{self._label} {k + 1}/{self.n_ensemble}"
-            net, history = self._fit_member(tensors, training, int(self.seed) + k, description)
+            net, history = self._fit_member(source, training, int(self.seed) + k, description)
             self.models_.append(net.cpu().eval())
             self.histories_.append(history)
         self.history_ = self.histories_[0]
+
+    def fit_stream(
+        self,
+        units: Any,
+        *,
+        val_fraction: float = 0.15,
+        num_workers: int = 0,
+        threshold_sample: int = 20_000,
+    ) -> Any:
+        """Fit on units streamed from a store, never holding it in memory.
+
+        ``units`` is a :class:`kgcm.streaming.StreamedUnits`. A share ``val_fraction`` of its
+        spatial tiles is held out for early stopping (:meth:`StreamedUnits.hold_out`); the
+        scalers come from one streamed pass over the training tiles; the treatment's median
+        split (the balancing groups) from up to ``threshold_sample`` held-out units. Batches of
+        ``training.batch_size`` units (256 when unset; in a DDP run each process reads its
+        share) are read by a DataLoader with ``num_workers`` spawned workers. Intervals are the
+        model's own (``inference="model"``); the bootstrap refits in memory only.
+        """
+        from kgcm.inference import Inference
+        from kgcm.streaming import StreamedUnits, UnitBatches
+
+        if not isinstance(units, StreamedUnits):
+            raise InputError(
+                f"fit_stream takes kgcm.streaming.StreamedUnits; got {type(units).__name__}. "
+                "For arrays in memory use fit(Y, T, X=...)."
+            )
+        if type(self)._fit_member is not NeuralSequenceEstimator._fit_member:
+            raise ConfigError(
+                f"{type(self).__name__} trains in stages on units held in memory and cannot be "
+                "fitted from a stream; use fit(Y, T, X=...)."
+            )
+        training = self._check_params()
+        train, held = units.hold_out(val_fraction, seed=int(self.seed))
+        first = next((u for b in held.blocks() if (u := held.units(b)) is not None), None)
+        if first is None:
+            raise InputError("every held-out unit holds NaN; choose another val_fraction or tile.")
+        if self.tags.get("needs_covariates") and first.X.shape[2] == 0:
+            raise InputError(
+                f"{type(self).__name__} needs covariates to infer the hidden state; the units "
+                "have none. Pass covariates=(...) (and static=, calendar=) to StreamedUnits."
+            )
+        scalers = train.fit_scalers()
+        train.scalers, held.scalers = scalers, scalers
+        self.n_features_in_ = int(first.X.shape[2])
+        self.n_steps_in_ = int(units.window)
+        self.feature_names_in_ = tuple(str(n) for n in first.feature_names) or None
+        self.x_scaler_, self.t_scaler_, self.y_scaler_ = scalers["x"], scalers["t"], scalers["y"]
+        self._setup(training, self.n_features_in_)
+        sample: list[np.ndarray] = []
+        for block in held.blocks():
+            if sum(len(t) for t in sample) >= threshold_sample:
+                break
+            seqs = held.units(block)
+            if seqs is not None:
+                sample.append(seqs.T)
+        self.threshold_, self.strict_ = median_split(
+            self.t_scaler_.transform(np.concatenate(sample)[:threshold_sample])
+        )
+        from kgcm import distributed
+
+        size = distributed.world()[1]
+        per_process = -(-(training.batch_size or 256) // size)
+        stream = UnitBatches(train, held, batch_size=per_process, num_workers=num_workers)
+        self._train_members(stream, training)
+        self.inference_, self.bootstrap_ = Inference.coerce("model"), []
+        return self
 
     def _covariates(self, X: np.ndarray) -> np.ndarray:
         """Scaled covariates; one zero column when there are none (recurrent input width)."""

@@ -86,7 +86,6 @@ from kgcm._progress import report
 from kgcm.errors import ConfigError, InputError
 from kgcm.estimators._recurrent import NeuralSequenceEstimator, group_mmd, mlp
 from kgcm.estimators.adjacency import AdjacencySpec, build_adjacency
-from kgcm.estimators.base import ValidatedData
 from kgcm.estimators.training import TrainingConfig, resolve_device, to_tensor
 from kgcm.losses import gaussian_kl, hsic_rbf, warmup
 
@@ -447,8 +446,8 @@ class KGCMVAE(NeuralSequenceEstimator):
         self.training = training
 
     # ---- fit: the shared loop of the neural estimators (NeuralSequenceEstimator) -------------
-    def _fit(self, data: ValidatedData) -> None:
-        training = self._check_params()
+    def _setup(self, training: TrainingConfig, p: int) -> None:
+        super()._setup(training, p)
         if self.counterfactual_state == "propagated" and self.prior != "transition":
             raise ConfigError(
                 "counterfactual_state='propagated' re-propagates z under the counterfactual "
@@ -460,12 +459,10 @@ class KGCMVAE(NeuralSequenceEstimator):
                 "rollout_weight > 0 trains the learned prior to forecast, but "
                 "prior='standard' has none; use prior='autonomous' or rollout_weight=0."
             )
-        p = data.X.shape[2]
         self.block_ = max(1, -(-self.latent_dim // p)) if (self.decoder and p) else 0
         self.latent_dim_ = self.block_ * p if self.block_ else self.latent_dim
         self.adjacency_spec_ = self._adjacency(p)
         self.device_ = str(resolve_device(training.device))
-        super()._fit(data)  # median split for the MMD groups, members trained in turn
 
     def _model_gives_intervals(self) -> bool:
         return True  # posterior draws of z, even from one member

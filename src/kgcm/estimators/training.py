@@ -19,21 +19,29 @@ hand tuning.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from torch import nn
 
-from kgcm.errors import ConfigError, did_you_mean
+from kgcm.errors import ConfigError, InputError, did_you_mean
 
-__all__ = ["TrainingConfig", "fit_module", "resolve_device", "to_tensor", "validation_split"]
+__all__ = [
+    "BatchStream",
+    "TrainingConfig",
+    "fit_module",
+    "resolve_device",
+    "to_tensor",
+    "validation_split",
+]
 
 Batch = dict[str, torch.Tensor]
 LossFn = Callable[[Batch, int], tuple[torch.Tensor, dict[str, float]]]
@@ -193,9 +201,21 @@ def _auto_batch_size(n_train: int) -> int:
     return int(min(256, max(16, n_train // 16)))
 
 
+class BatchStream(Protocol):
+    """Training data that does not fit in memory (e.g. :class:`kgcm.streaming.UnitBatches`):
+    this process's training batches of an epoch, its validation batches, and a fingerprint
+    naming the data (checkpoints are keyed by it)."""
+
+    def batches(self, epoch: int) -> Iterable[Batch]: ...
+
+    def validation(self) -> Iterable[Batch]: ...
+
+    def fingerprint(self) -> str: ...
+
+
 def fit_module(
     build: Callable[[], nn.Module],
-    data: Batch,
+    data: Batch | BatchStream,
     *,
     loss_fn: Callable[[nn.Module], LossFn],
     val_fn: Callable[[nn.Module], ValFn],
@@ -209,7 +229,9 @@ def fit_module(
     ----------
     build : makes the model; called inside the seeded context, so initial weights follow
         ``seed``.
-    data : dict of tensors, each ``(n_units, ...)``.
+    data : dict of tensors, each ``(n_units, ...)``; or a :class:`BatchStream`, whose own
+        batches and validation units are used (``batch_size`` and ``val_fraction`` are then
+        the stream's business; an epoch still stops at ``max_steps_per_epoch``).
     loss_fn : ``module -> ((batch, epoch) -> (loss, parts))``; parts are floats recorded
         per epoch.
     val_fn : ``module -> (batch -> loss)`` on held-out units, without gradients (lower is
@@ -227,24 +249,17 @@ def fit_module(
 
     rank, size = ddp.world()
     device = ddp.local_device(resolve_device(config.device))
-    n_units = next(iter(data.values())).shape[0]
     devices = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         module = build()
         train_step, validate = loss_fn(module), val_fn(module)
         gen = torch.Generator().manual_seed(seed)
-        val_idx, train_idx = _split(n_units, config.val_fraction, gen)
-        n_val = len(val_idx)
+        if isinstance(data, Mapping):
+            source: _Source = _InMemory(data, config, gen, device, rank, size)
+        else:
+            source = _Streamed(data, device)
         module.to(device)
-        train = {k: v[train_idx].to(device) for k, v in data.items()}
-        val = {k: v[val_idx].to(device) for k, v in data.items()} if n_val else train
-        if size > 1:  # each process validates a share; the sums are pooled
-            val = {k: v[rank::size] for k, v in val.items()}
-        n_train = len(train_idx)
-        batch_size = min(config.batch_size or _auto_batch_size(n_train), n_train)
-        steps_per_epoch = min(math.ceil(n_train / batch_size), config.max_steps_per_epoch)
-
         optimiser = torch.optim.Adam(
             module.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
         )
@@ -272,33 +287,32 @@ def fit_module(
             for epoch in range(state.epoch + 1, config.max_epochs):
                 started = time.perf_counter()
                 module.train()
-                order = torch.randperm(n_train, generator=gen).to(device)
                 sums: dict[str, float] = {}
                 steps = 0
-                for step in range(steps_per_epoch):
-                    idx = order[step * batch_size : (step + 1) * batch_size]
-                    if size > 1:  # this process's share of the global batch
-                        if len(idx) < size:
-                            continue
-                        idx = idx[rank::size]
-                    batch = {k: v[idx] for k, v in train.items()}
-                    loss, parts = objective(batch, epoch)
-                    if not torch.isfinite(loss):
-                        raise FloatingPointError(
-                            f"{description}: the loss became {loss.item()} at epoch {epoch}; "
-                            f"lower training.learning_rate or check inputs for extreme values."
-                        )
-                    optimiser.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if config.grad_clip:
-                        nn.utils.clip_grad_norm_(module.parameters(), config.grad_clip)
-                    optimiser.step()
-                    steps += 1
-                    for key, value in parts.items():
-                        sums[key] = sums.get(key, 0.0) + value
-                total, count = _evaluate(module, val, validate, batch_size=max(batch_size, 1024))
+                with _uneven(objective, source.uneven and size > 1):
+                    for batch in source.batches(epoch):
+                        if steps >= config.max_steps_per_epoch:
+                            break
+                        loss, parts = objective(batch, epoch)
+                        if not torch.isfinite(loss):
+                            raise FloatingPointError(
+                                f"{description}: the loss became {loss.item()} at epoch "
+                                f"{epoch}; lower training.learning_rate or check inputs for "
+                                "extreme values."
+                            )
+                        optimiser.zero_grad(set_to_none=True)
+                        loss.backward()
+                        if config.grad_clip:
+                            nn.utils.clip_grad_norm_(module.parameters(), config.grad_clip)
+                        optimiser.step()
+                        steps += 1
+                        for key, value in parts.items():
+                            sums[key] = sums.get(key, 0.0) + value
+                if steps == 0 and size == 1:
+                    raise InputError(f"{description}: the training data gave no batch.")
+                total, count = _evaluate(module, source.validation(), validate)
                 if size > 1:
-                    total, count, sums = _pooled(total, count, sums, size)
+                    total, count, sums, steps = _pooled(total, count, sums, steps)
                 val_loss = total / max(count, 1)
                 scheduler.step(val_loss)
                 record = {f"train_{k}": v / max(steps, 1) for k, v in sums.items()}
@@ -328,6 +342,86 @@ def fit_module(
         if size > 1:
             _check_in_step(module, description)
     return module, state.history
+
+
+class _Source(Protocol):
+    uneven: bool  # processes of a DDP run may get different numbers of batches
+
+    def batches(self, epoch: int) -> Iterable[Batch]: ...
+
+    def validation(self) -> Iterable[Batch]: ...
+
+
+class _InMemory:
+    """Units held in memory: a validation split by unit, a permutation per epoch, and in a
+    DDP run every process's share of each global batch (all get the same number)."""
+
+    uneven = False
+
+    def __init__(
+        self,
+        data: Mapping[str, torch.Tensor],
+        config: TrainingConfig,
+        gen: torch.Generator,
+        device: torch.device,
+        rank: int,
+        size: int,
+    ) -> None:
+        n_units = next(iter(data.values())).shape[0]
+        # the first draw of the loop's generator, so the batch order after it stays as it was
+        val_idx, train_idx = _split(n_units, config.val_fraction, gen)
+        self.train = {k: v[train_idx].to(device) for k, v in data.items()}
+        val = {k: v[val_idx].to(device) for k, v in data.items()} if len(val_idx) else self.train
+        if size > 1:  # each process validates a share; the sums are pooled
+            val = {k: v[rank::size] for k, v in val.items()}
+        self.val, self.gen, self.device, self.rank, self.size = val, gen, device, rank, size
+        self.n_train = len(train_idx)
+        self.batch_size = min(config.batch_size or _auto_batch_size(self.n_train), self.n_train)
+        self.steps = min(math.ceil(self.n_train / self.batch_size), config.max_steps_per_epoch)
+
+    def batches(self, epoch: int) -> Iterator[Batch]:
+        order = torch.randperm(self.n_train, generator=self.gen).to(self.device)
+        for step in range(self.steps):
+            idx = order[step * self.batch_size : (step + 1) * self.batch_size]
+            if self.size > 1:  # this process's share of the global batch
+                if len(idx) < self.size:
+                    continue
+                idx = idx[self.rank :: self.size]
+            yield {k: v[idx] for k, v in self.train.items()}
+
+    def validation(self) -> Iterator[Batch]:
+        n = next(iter(self.val.values())).shape[0]
+        step = max(self.batch_size, 1024)
+        for start in range(0, n, step):
+            yield {k: v[start : start + step] for k, v in self.val.items()}
+
+
+class _Streamed:
+    """A :class:`BatchStream`'s batches, moved to the training device."""
+
+    uneven = True
+
+    def __init__(self, stream: BatchStream, device: torch.device) -> None:
+        self.stream, self.device = stream, device
+
+    def _moved(self, batches: Iterable[Batch]) -> Iterator[Batch]:
+        for batch in batches:
+            yield {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+
+    def batches(self, epoch: int) -> Iterator[Batch]:
+        return self._moved(self.stream.batches(epoch))
+
+    def validation(self) -> Iterator[Batch]:
+        return self._moved(self.stream.validation())
+
+
+def _uneven(objective: Any, uneven: bool) -> contextlib.AbstractContextManager[Any]:
+    """DDP's own ``Join`` when processes may run out of batches at different steps."""
+    if not uneven:
+        return contextlib.nullcontext()
+    from torch.distributed.algorithms.join import Join
+
+    return Join([objective])
 
 
 def _check_in_step(module: nn.Module, description: str) -> None:
@@ -360,20 +454,29 @@ class _Objective(nn.Module):
 
 
 def _pooled(
-    total: float, count: int, sums: dict[str, float], size: int
-) -> tuple[float, int, dict[str, float]]:
-    """Validation sums and the loss parts' means pooled over the processes of a DDP run."""
+    total: float, count: int, sums: dict[str, float], steps: int
+) -> tuple[float, int, dict[str, float], int]:
+    """Validation sums, loss-part sums and step counts pooled over the processes of a DDP
+    run (a process may have run no step of a streamed epoch)."""
     import torch.distributed as dist
 
-    keys = sorted(sums)
-    values = torch.tensor([total, float(count), *(sums[k] for k in keys)], dtype=torch.float64)
+    values = torch.tensor([total, float(count)], dtype=torch.float64)
     dist.all_reduce(values)
-    parts = {k: float(v) / size for k, v in zip(keys, values[2:].tolist(), strict=True)}
-    return float(values[0]), int(values[1]), parts
+    gathered: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, (sums, steps))
+    pooled: dict[str, float] = {}
+    for part, _ in gathered:
+        for key, value in part.items():
+            pooled[key] = pooled.get(key, 0.0) + value
+    return float(values[0]), int(values[1]), pooled, sum(n for _, n in gathered)
 
 
 def _checkpoint_path(
-    module: nn.Module, data: Batch, config: TrainingConfig, seed: int, description: str
+    module: nn.Module,
+    data: Batch | BatchStream,
+    config: TrainingConfig,
+    seed: int,
+    description: str,
 ) -> Any:
     from kgcm import distributed as ddp
 
@@ -382,7 +485,8 @@ def _checkpoint_path(
         return None
     settings = {k: v for k, v in config.to_dict().items() if k not in ("progress", "device")}
     settings["parameters"] = [tuple(p.shape) for p in module.parameters()]
-    return folder / f"{ddp.fit_key(description, seed, settings, data)}.pt"
+    named = data if isinstance(data, Mapping) else data.fingerprint()
+    return folder / f"{ddp.fit_key(description, seed, settings, named)}.pt"
 
 
 @dataclass
@@ -424,14 +528,11 @@ class _State:
 
 
 @torch.no_grad()
-def _evaluate(
-    module: nn.Module, data: Batch, val_fn: ValFn, *, batch_size: int
-) -> tuple[float, int]:
+def _evaluate(module: nn.Module, batches: Iterable[Batch], val_fn: ValFn) -> tuple[float, int]:
+    """Sum of the validation loss over units, and their count."""
     module.eval()
-    n = next(iter(data.values())).shape[0]
     total, count = 0.0, 0
-    for start in range(0, n, batch_size):
-        batch = {k: v[start : start + batch_size] for k, v in data.items()}
+    for batch in batches:
         size = next(iter(batch.values())).shape[0]
         total += float(val_fn(batch)) * size
         count += size
