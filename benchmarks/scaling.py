@@ -1,0 +1,95 @@
+"""Fit cost per epoch and peak memory as the data grow: streamed from a store against in memory.
+
+    .venv/bin/python benchmarks/scaling.py [--sizes 24 48 120 240] [--out runs/scaling]
+
+For each n, an n x n `arctic` world of a year is written once as a Zarr store (chunks of 90
+days and 12 x 12 cells, as `kgcm prepare` would chunk it). Then, each in a fresh process with
+one torch thread, one epoch of KGCM-VAE (every batch of the epoch: no step cap) is fitted
+
+- **streamed**: ``fit_stream(StreamedUnits(store))``, the store never loaded whole;
+- **in memory**: ``to_sequences`` on the whole store, then ``fit``.
+
+Printed per size and mode: units, seconds for the epoch (scalers and validation included),
+seconds per 1,000 units, and the process's peak resident memory above what it held after its
+imports (``ru_maxrss``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+from _common import machine
+
+CHILD = r"""
+import json, resource, sys, time
+import torch
+torch.set_num_threads(1)
+import kgcm
+from kgcm.sequences import to_sequences
+from kgcm.streaming import StreamedUnits
+import xarray as xr
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+store, mode = sys.argv[1], sys.argv[2]
+training = {"max_epochs": 1, "min_epochs": 1, "max_steps_per_epoch": 10**9, "progress": False}
+est = kgcm.KGCMVAE(seed=0, training=training)
+started = time.perf_counter()
+if mode == "streamed":
+    units = StreamedUnits(store, window=30)
+    est.fit_stream(units)
+    n = sum(len(u.T) for b in units.blocks() if (u := units.units(b)) is not None)
+else:
+    seqs = to_sequences(xr.open_zarr(store), window=30, drop_incomplete=True)
+    est.fit(seqs.Y, seqs.T, X=seqs.X)
+    n = seqs.n_units
+seconds = time.perf_counter() - started
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"units": n, "seconds": seconds, "peak_mib": (peak - base) / 1024}))
+"""
+
+
+def _store(n: int, out: Path) -> Path:
+    from kgcm.synthetic.arctic import simulate_arctic
+
+    path = out / f"arctic-{n}x{n}.zarr"
+    if not path.exists():
+        ds = simulate_arctic(ny=n, nx=n, seed=0).dataset
+        ds.attrs["kgcm_prepare_config"] = "{}"
+        ds.chunk({"time": 90, "y": 12, "x": 12}).to_zarr(path, consolidated=True)
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", nargs="+", type=int, default=[24, 48, 120, 240])
+    parser.add_argument("--out", type=Path, default=Path("runs/scaling"))
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    print(f"machine: {machine()}")
+    print("| grid | store (MB) | mode | units | epoch s | s per 1,000 units | peak memory (MiB) |")
+    print("|---|---|---|---|---|---|---|")
+    for n in args.sizes:
+        store = _store(n, args.out)
+        size_mb = sum(f.stat().st_size for f in store.rglob("*") if f.is_file()) / 1e6
+        for mode in ("streamed", "in memory"):
+            done = subprocess.run(
+                [sys.executable, "-c", CHILD, str(store), mode.replace(" ", "-")],
+                capture_output=True, text=True, check=False,
+            )  # fmt: skip
+            if done.returncode:
+                sys.exit(f"{n} x {n} {mode} failed:\n{done.stderr[-2000:]}")
+            r = json.loads(done.stdout.strip().splitlines()[-1])
+            print(
+                f"| {n} x {n} | {size_mb:.0f} | {mode} | {r['units']:,} | {r['seconds']:.1f} | "
+                f"{1000 * r['seconds'] / r['units']:.2f} | {r['peak_mib']:.0f} |",
+                flush=True,
+            )
+    print(f"(parent peak {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB)")
+
+
+if __name__ == "__main__":
+    main()
