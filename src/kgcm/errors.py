@@ -13,6 +13,7 @@ __all__ = [
     "DataError",
     "InputError",
     "KgcmError",
+    "NoCompleteUnits",
     "NotFittedError",
     "OutputError",
     "WeakOverlapError",
@@ -26,6 +27,10 @@ class KgcmError(Exception):
 
 class InputError(KgcmError, ValueError):
     """Arrays or datasets of the wrong shape, dtype or content."""
+
+
+class NoCompleteUnits(InputError):
+    """Every unit cut from a dataset holds NaN (e.g. an all-land tile): nothing to learn from."""
 
 
 class ConfigError(KgcmError, ValueError):

@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import xarray as xr
 
-from kgcm.errors import InputError, did_you_mean
+from kgcm.errors import InputError, NoCompleteUnits, did_you_mean
 
 __all__ = ["SequenceSet", "split_units", "to_sequences"]
 
@@ -310,7 +310,7 @@ def to_sequences(
                 f"drop_incomplete=True to drop them, or fill gaps first."
             )
         if n_bad == len(complete):
-            raise InputError("every unit holds NaN: nothing is left to learn from.")
+            raise NoCompleteUnits("every unit holds NaN: nothing is left to learn from.")
     template = xr.DataArray(
         np.empty(tuple(ds.sizes[d] for d in order)),
         dims=order,

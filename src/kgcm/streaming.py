@@ -37,7 +37,7 @@ import torch
 import xarray as xr
 from torch.utils.data import IterableDataset
 
-from kgcm.errors import ConfigError, InputError
+from kgcm.errors import ConfigError, InputError, NoCompleteUnits
 from kgcm.sequences import SequenceSet, to_sequences
 
 __all__ = ["Block", "StreamedUnits", "UnitBatches"]
@@ -261,10 +261,8 @@ class StreamedUnits(IterableDataset):
         part = self.ds.isel(time=block.steps, y=block.y, x=block.x).load()
         try:
             seqs = to_sequences(part, **self.options)
-        except InputError as exc:
-            if "every unit holds NaN" in str(exc):
-                return None
-            raise
+        except NoCompleteUnits:
+            return None
         offset = np.array([block.y.start, block.x.start])
         return replace(seqs, cells=seqs.cells + offset, starts=seqs.starts + block.steps.start)
 

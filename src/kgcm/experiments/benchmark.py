@@ -442,6 +442,7 @@ def check_settings(config: BenchmarkConfig, base: Path | None) -> None:
     from kgcm.estimators import make_estimator
     from kgcm.synthetic.arctic import ArcticConfig, evaluation_design, forecast_settings
     from kgcm.synthetic.ihdp import load_ihdp
+    from kgcm.synthetic.paper import PAPER_TASK_PARAMS
 
     keys = [e.key for e in config.estimators]
     if config.reference not in keys:
@@ -470,7 +471,7 @@ def check_settings(config: BenchmarkConfig, base: Path | None) -> None:
 
             seaice_task_settings(params, 0, base)
             continue
-        allowed = {"paper": {"csv", "recipe", "lag", "window", "test_fraction", "split_seed"}}.get(
+        allowed = {"paper": PAPER_TASK_PARAMS}.get(
             d.kind, {"path"} | set(inspect.signature(load_ihdp).parameters) - {"path_or_dir"}
         )
         unknown = sorted(set(params) - allowed)

@@ -204,16 +204,21 @@ def paper_protocol(
     )
 
 
-def paper_task(params: dict[str, Any], seed: int, base: Path | None) -> Task:
+#: the params a ``paper`` task takes (beside ``csv``, the series)
+PAPER_TASK_PARAMS = frozenset({"csv", "recipe", "lag", "window", "test_fraction", "split_seed"})
 
+
+def paper_task(params: dict[str, Any], seed: int, base: Path | None) -> Task:
+    unknown = set(params) - PAPER_TASK_PARAMS
+    if unknown:
+        raise ConfigError(
+            f"paper dataset: unknown params {sorted(unknown)}; valid: {sorted(PAPER_TASK_PARAMS)}."
+        )
     csv = params.pop("csv", None)
     series = None
     if csv:
         p = Path(csv)
         series = load_series(p if p.is_absolute() or base is None else base / p)
-    unknown = set(params) - {"recipe", "lag", "window", "test_fraction", "split_seed"}
-    if unknown:
-        raise ConfigError(f"paper dataset: unknown params {sorted(unknown)}.")
     data = paper_protocol(series, noise_seed=seed, **params)
     tr, te = data.train, data.test
     X_train = named_features(data.X[tr], data.feature_names)
