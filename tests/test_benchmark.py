@@ -549,5 +549,5 @@ def test_every_shipped_benchmark_config_passes_the_settings_check(path) -> None:
 def test_seaice_dataset_params_are_checked_by_name() -> None:
     cfg = load_config(bm.BenchmarkConfig, ROOT / "configs" / "benchmark-seaice.toml")
     bad = replace(cfg.datasets[0], params={**cfg.datasets[0].params, "n_evpp": 30})
-    with pytest.raises(ConfigError, match="n_evpp"):
+    with pytest.raises(ConfigError, match=r"seaice\.n_evpp.*Did you mean .n_evp."):
         bm.check_settings(replace(cfg, datasets=[bad]), ROOT / "configs")

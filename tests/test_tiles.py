@@ -135,3 +135,54 @@ def test_bad_input_is_refused(fitted, tmp_path) -> None:
             tmp_path / "other",
         )  # fmt: skip
     assert (tmp_path / "other" / "notes.txt").read_text() == "mine"
+
+
+def _fit_run(root, store, **settings):
+    from kgcm.config import from_dict
+    from kgcm.experiments.fit import FitConfig, run_fit
+
+    config = from_dict(FitConfig, {
+        "data": str(store), "window": 20, "split": "cell", "covariates": ["zos", "uo", "vo"],
+        "estimator": {"name": "crn", "params": {k: v for k, v in FAST.items() if k != "seed"}},
+        **settings,
+    })  # fmt: skip
+    run = root / "run"
+    run_fit(config, run, log=lambda m: None, allow_weak_overlap=True)
+    return run
+
+
+def test_kgcm_effect_tiles_writes_what_kgcm_effect_computes_in_memory(fitted, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from kgcm.cli import app
+
+    _, store, _ = fitted
+    run = _fit_run(tmp_path, store)
+    runner = CliRunner()
+    res = runner.invoke(app, ["effect", str(run), "--allow-weak-overlap", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    whole = xr.open_dataset(run / "effects.nc")["effect"].transpose("time", "y", "x").values
+    # on a local dask cluster of one worker process (the model and store loaded there)
+    res = runner.invoke(app, ["effect", str(run), "--tiles", "--workers", "1",
+                              "--allow-weak-overlap", "--no-progress"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    written = xr.open_zarr(tmp_path / "run-effects.zarr")["effect"].values
+    assert np.array_equal(np.isnan(written), np.isnan(whole)) and np.isfinite(written).any()
+    np.testing.assert_allclose(written, whole, rtol=1e-5, atol=1e-6, equal_nan=True)
+    # the pre-window state and the bounded outcome came from the run's design
+    assert (run / "design.json").is_file()
+    res = runner.invoke(app, ["effect", str(run), "--scheduler", "tcp://x:1"])
+    assert res.exit_code == 2 and "go with --tiles" in res.output
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [({"climatology": "on"}, "climatology"), ({"stride": 10}, "stride >= window")],
+)
+def test_kgcm_effect_tiles_refuses_what_it_cannot_tile(fitted, tmp_path, settings, message) -> None:
+    from kgcm.experiments.tiled import run_tiled_effect
+
+    _, store, _ = fitted
+    run = _fit_run(tmp_path, store, **settings)
+    with pytest.raises(ConfigError, match=message):
+        run_tiled_effect(run, workers=0, log=lambda m: None)

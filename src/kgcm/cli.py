@@ -279,9 +279,29 @@ def effect(
     progress: Annotated[
         bool, typer.Option(help="Show a progress bar over the units (KGCM-VAE).")
     ] = True,
+    tiles: Annotated[
+        bool,
+        typer.Option(
+            "--tiles",
+            help="Every unit of the store, block by block, into a Zarr store (--out, default "
+            "RUN-effects.zarr beside the run); memory bounded by a block; resumable.",
+        ),
+    ] = False,
+    scheduler: Annotated[
+        str | None, typer.Option(help="--tiles: a running dask scheduler's address.")
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="--tiles: local dask worker processes (default one per core; 0: none)."),
+    ] = None,
+    restart: Annotated[
+        bool, typer.Option("--restart", help="--tiles: start the output over.")
+    ] = False,
 ) -> None:
     """Effects of a treatment scenario with intervals, written as CF NetCDF plus figures:
-    seasonal means, the effect by day of year, one year in detail (and maps for a grid)."""
+    seasonal means, the effect by day of year, one year in detail (and maps for a grid).
+    With --tiles: effects and intervals of every unit, written to Zarr tile by tile on
+    dask.distributed (a local cluster, or --scheduler)."""
     from kgcm.errors import ConfigError
     from kgcm.experiments.fit import run_effect
     from kgcm.treatments import Scenario
@@ -294,6 +314,18 @@ def effect(
             scenario = Scenario(kind="scale", value=scale)
         elif shift is not None:
             scenario = Scenario(kind="shift", value=shift)
+        if not tiles and (scheduler is not None or workers is not None or restart):
+            raise ConfigError("--scheduler, --workers and --restart go with --tiles.")
+        if tiles:
+            if units != "all" or year is not None:
+                raise ConfigError("--tiles computes every unit; --units and --year do not apply.")
+            from kgcm.experiments.tiled import run_tiled_effect
+
+            return run_tiled_effect(
+                run, scenario=scenario, out=out, alpha=alpha, scheduler=scheduler,
+                workers=workers, restart=restart, allow_weak_overlap=allow_weak_overlap,
+                progress=progress and sys.stderr.isatty(), log=log,
+            )  # fmt: skip
         return run_effect(
             run,
             scenario=scenario,

@@ -53,6 +53,10 @@ __all__ = ["checkpoints", "init_from_env", "launch", "world"]
 _CHECKPOINTS: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
     "kgcm_checkpoints", default=None
 )
+_STAMP: contextvars.ContextVar[str] = contextvars.ContextVar("kgcm_checkpoint_stamp", default="")
+#: what is being fitted (the estimator's class and every parameter), hashed into the
+#: checkpoint key, so a fit with other settings never resumes from this one
+_IDENTITY: contextvars.ContextVar[str] = contextvars.ContextVar("kgcm_fit_identity", default="")
 
 
 def world() -> tuple[int, int]:
@@ -87,7 +91,13 @@ def init_from_env(device: str = "auto") -> bool:
             "which set them."
         )
     gpu = device != "cpu" and torch.cuda.is_available()
-    backend = "nccl" if gpu else "gloo"
+    if gpu and ":" in device:
+        raise ConfigError(
+            f"device {device!r} names one GPU, but a distributed run puts each process on its "
+            "own (cuda:LOCAL_RANK); set training.device = 'cuda' or 'auto'."
+        )
+    # NCCL for the gradients on GPUs; gloo beside it for the small CPU tensors the loop pools
+    backend = "cpu:gloo,cuda:nccl" if gpu else "gloo"
     if gpu:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     dist.init_process_group(backend=backend)
@@ -120,15 +130,29 @@ def launch(nproc: int, argv: Sequence[str]) -> int:
 
 
 @contextlib.contextmanager
-def checkpoints(folder: str | os.PathLike[str] | None) -> Iterator[Path | None]:
+def checkpoints(folder: str | os.PathLike[str] | None, stamp: str = "") -> Iterator[Path | None]:
     """Within this block, every neural fit checkpoints into ``folder`` after each epoch and
-    resumes from it (module docs); ``None`` turns checkpointing off."""
+    resumes from it (module docs); ``None`` turns checkpointing off. ``stamp`` (e.g. a hash of
+    the run's config) is written as ``folder/stamp`` with the first checkpoint."""
     path = None if folder is None else Path(folder)
     token = _CHECKPOINTS.set(path)
+    token_stamp = _STAMP.set(stamp)
     try:
         yield path
     finally:
         _CHECKPOINTS.reset(token)
+        _STAMP.reset(token_stamp)
+
+
+@contextlib.contextmanager
+def fitting(identity: str) -> Iterator[None]:
+    """Name what the fits inside this block belong to (``BaseEstimator.fit`` sets the
+    estimator's class and parameters); checkpoint keys include it."""
+    token = _IDENTITY.set(identity)
+    try:
+        yield
+    finally:
+        _IDENTITY.reset(token)
 
 
 def checkpoint_folder() -> Path | None:
@@ -143,18 +167,20 @@ def fit_key(
     shapes and the data (every tensor's shape, sums and a strided sample of its values, or a
     stream's fingerprint)."""
     h = hashlib.sha256()
-    h.update(repr((description, seed, sorted(settings.items()))).encode())
+    h.update(repr((_IDENTITY.get(), description, seed, sorted(settings.items()))).encode())
     if isinstance(data, str):
         h.update(data.encode())
         return h.hexdigest()[:20]
     for name in sorted(data):
-        t = data[name]
+        t = data[name].detach()
         h.update(name.encode())
-        h.update(repr(tuple(t.shape)).encode())
-        flat = t.detach().reshape(-1).to("cpu", torch.float64)
-        sample = flat[:: max(1, flat.numel() // 4096)]
-        sums = torch.stack([flat.nansum(), (flat * flat).nansum(), flat.isnan().sum()])
-        h.update(sample.numpy().tobytes() + sums.numpy().tobytes())
+        h.update(repr((tuple(t.shape), str(t.dtype))).encode())
+        flat = t.reshape(-1)  # a view where the tensor is contiguous: no copy of the data
+        sample = flat[:: max(1, flat.numel() // 4096)].to("cpu", torch.float64)
+        sums = [float(torch.sum(flat, dtype=torch.float64))]
+        if flat.is_floating_point():
+            sums.append(float(torch.linalg.vector_norm(flat, dtype=torch.float64)))
+        h.update(sample.numpy().tobytes() + repr(sums).encode())
     return h.hexdigest()[:20]
 
 
@@ -167,6 +193,9 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     buffer = io.BytesIO()
     torch.save(state, buffer)
     path.parent.mkdir(parents=True, exist_ok=True)
+    stamp = path.parent / "stamp"
+    if _STAMP.get() and not stamp.is_file():
+        atomic_write_bytes(stamp, _STAMP.get().encode())
     atomic_write_bytes(path, buffer.getvalue())
 
 

@@ -253,7 +253,8 @@ class StreamedUnits(IterableDataset):
         sizes = tuple(sorted(ds.sizes.items()))
         stamp = str(ds["time"].values[0]) + str(ds["time"].values[-1]) if "time" in ds else ""
         return repr((source, sorted(self.options.items()), self.tile, self.starts_per_block,
-                     self.keep, sizes, stamp))  # fmt: skip
+                     self.keep, sizes, stamp, self.seed, self.shuffle, self.buffer_blocks,
+                     self.batch_size))  # fmt: skip
 
     def units(self, block: Block) -> SequenceSet | None:
         """The units of one block with grid cells and starts of the whole store (None when

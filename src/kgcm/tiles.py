@@ -40,14 +40,60 @@ from kgcm.errors import ConfigError, InputError, OutputError
 from kgcm.streaming import Block, StreamedUnits
 from kgcm.treatments import Scenario
 
-__all__ = ["tiled_effects"]
+__all__ = ["UnitTiles", "empty_grids", "place", "tiled_effects"]
 
 _DONE = ".kgcm-blocks"
 
 
+class UnitTiles:
+    """Blocks of :class:`StreamedUnits`, their units' effects as the estimator gives them."""
+
+    def __init__(self, units: StreamedUnits) -> None:
+        self.units = units
+
+    def fingerprint(self) -> str:
+        return self.units.fingerprint()
+
+    def block_grids(
+        self, est: Any, block: Block, scenario: Scenario, alpha: float, names: list[str]
+    ) -> dict[str, np.ndarray]:
+        from kgcm.experiments.evaluation import estimate
+
+        grids = empty_grids(block, names)
+        seqs = self.units.units(block)
+        if seqs is not None:
+            got = estimate(est, seqs.X, seqs.T, scenario.apply(seqs.T), alpha=alpha)
+            place(grids, block, seqs.cells, seqs.starts, self.units.window,
+                  dict(zip(names, (got.effect, got.lower, got.upper), strict=False)))  # fmt: skip
+        return grids
+
+
+def empty_grids(block: Block, names: list[str]) -> dict[str, np.ndarray]:
+    shape = (block.steps.stop - block.steps.start, block.y.stop - block.y.start,
+             block.x.stop - block.x.start)  # fmt: skip
+    return {n: np.full(shape, np.nan, dtype="float32") for n in names}
+
+
+def place(
+    grids: dict[str, np.ndarray],
+    block: Block,
+    cells: np.ndarray,
+    starts: np.ndarray,
+    window: int,
+    values: dict[str, np.ndarray],
+) -> None:
+    """Put per-unit window values (n, window) at their (step, y, x) in a block's grids; cells
+    and starts are the store's."""
+    rows = (cells[:, 0] - block.y.start)[:, None]
+    cols = (cells[:, 1] - block.x.start)[:, None]
+    steps = (starts - block.steps.start)[:, None] + np.arange(window)
+    for name, v in values.items():
+        grids[name][steps, rows, cols] = v
+
+
 def tiled_effects(
     model: str | os.PathLike[str],
-    units: StreamedUnits,
+    units: StreamedUnits | Any,
     scenario: Scenario,
     out: str | os.PathLike[str],
     *,
@@ -65,8 +111,10 @@ def tiled_effects(
     """
     from kgcm.estimators import load
 
-    if not isinstance(units, StreamedUnits):
+    source = UnitTiles(units) if isinstance(units, StreamedUnits) else units
+    if not isinstance(getattr(source, "units", None), StreamedUnits):
         raise InputError(f"units must be kgcm.streaming.StreamedUnits; got {type(units).__name__}.")
+    units = source.units
     if units.stride < units.window:
         raise ConfigError(
             f"tiled effects need windows that do not overlap (stride >= window); the units "
@@ -78,24 +126,28 @@ def tiled_effects(
     est = load(model_path)  # refused here, once, if it is not a model
     intervals = bool(est.gives_intervals())
     out_path = Path(out)
-    key = _key(model_path, units, scenario, alpha)
+    key = _key(model_path, source, scenario, alpha)
     blocks = units.blocks()
     _open_output(out_path, units, key, intervals, restart)
     done_dir = out_path / _DONE
+    done_dir.mkdir(exist_ok=True)  # also after a run killed between template and markers
     todo = [i for i in range(len(blocks)) if not (done_dir / str(i)).exists()]
     show = progress if progress is not None else sys.stderr.isatty()
     with _bar(show, len(blocks), len(blocks) - len(todo)) as advance:
         if client is None:
             for i in todo:
-                _block_effects(str(model_path), units, scenario, alpha, str(out_path), i)
+                _block_effects(str(model_path), source, scenario, alpha, str(out_path), i)
                 advance()
         else:
+            import uuid
+
             from dask.distributed import as_completed
 
+            token = uuid.uuid4().hex[:8]  # a fresh task name per call: no stale futures
             futures = [
                 client.submit(
-                    _block_effects, str(model_path), units, scenario, alpha, str(out_path), i,
-                    key=f"kgcm-effects-{key}-{i}", pure=False,
+                    _block_effects, str(model_path), source, scenario, alpha, str(out_path), i,
+                    key=f"kgcm-effects-{key}-{i}-{token}", pure=False,
                 )
                 for i in todo
             ]  # fmt: skip
@@ -105,10 +157,10 @@ def tiled_effects(
     return out_path
 
 
-def _key(model: Path, units: StreamedUnits, scenario: Scenario, alpha: float) -> str:
+def _key(model: Path, source: Any, scenario: Scenario, alpha: float) -> str:
     h = hashlib.sha256()
     h.update(model.read_bytes())
-    h.update(repr((units.fingerprint(), scenario.describe(), alpha)).encode())
+    h.update(repr((source.fingerprint(), scenario.describe(), alpha)).encode())
     return h.hexdigest()[:16]
 
 
@@ -174,29 +226,19 @@ def _model(path: str) -> Any:
 
 
 def _block_effects(
-    model: str, units: StreamedUnits, scenario: Scenario, alpha: float, out: str, index: int
+    model: str, source: Any, scenario: Scenario, alpha: float, out: str, index: int
 ) -> int:
     """Effects of block ``index`` written into its region of ``out``; runs in a worker."""
-    from kgcm.experiments.evaluation import estimate
-
-    block: Block = units.blocks()[index]
+    block: Block = source.units.blocks()[index]
     est = _model(model)
     names = ["effect", "effect_lower", "effect_upper"] if est.gives_intervals() else ["effect"]
-    shape = (block.steps.stop - block.steps.start, block.y.stop - block.y.start,
-             block.x.stop - block.x.start)  # fmt: skip
-    grids = {n: np.full(shape, np.nan, dtype="float32") for n in names}
-    seqs = units.units(block)
-    if seqs is not None:
-        got = estimate(est, seqs.X, seqs.T, scenario.apply(seqs.T), alpha=alpha)
-        rows = (seqs.cells[:, 0] - block.y.start)[:, None]
-        cols = (seqs.cells[:, 1] - block.x.start)[:, None]
-        steps = (seqs.starts - block.steps.start)[:, None] + np.arange(units.window)
-        for name, values in zip(names, (got.effect, got.lower, got.upper), strict=False):
-            grids[name][steps, rows, cols] = values
+    grids = source.block_grids(est, block, scenario, alpha, names)
     part = xr.Dataset({n: (("time", "y", "x"), g) for n, g in grids.items()})
     part.to_zarr(out, region={"time": block.steps, "y": block.y, "x": block.x})
     marker = Path(out) / _DONE / str(index)
-    marker.write_text(json.dumps({"units": 0 if seqs is None else int(seqs.n_units)}))
+    marker.write_text(
+        json.dumps({"cells_with_effects": int(np.isfinite(grids["effect"]).any(0).sum())})
+    )
     return index
 
 

@@ -613,8 +613,13 @@ class NeuralSequenceEstimator(MemberEnsemble, BaseEstimator):
 
         size = distributed.world()[1]
         per_process = -(-(training.batch_size or 256) // size)
+        for part in (train, held):  # loader workers cannot see the process group: tell them
+            if part.rank is None or part.world_size is None:
+                part.rank, part.world_size = distributed.world()
         stream = UnitBatches(train, held, batch_size=per_process, num_workers=num_workers)
-        self._train_members(stream, training)
+        identity = f"{type(self).__name__}{sorted(self.get_params().items())}"
+        with distributed.fitting(identity):
+            self._train_members(stream, training)
         self.inference_, self.bootstrap_ = Inference.coerce("model"), []
         return self
 

@@ -469,7 +469,10 @@ class BaseEstimator:
         self.y_scaler_ = Standardizer.fit(data.Y, per_feature=False)
         self.t_scaler_ = Standardizer.fit(data.T, per_feature=False)
         self.x_scaler_ = Standardizer.fit(data.X, per_feature=True)
-        with self._input_context(X):
+        from kgcm import distributed
+
+        identity = f"{type(self).__name__}{sorted(self.get_params().items())}"
+        with self._input_context(X), distributed.fitting(identity):
             self._fit(data)
         # a diverged fit shows in its predictions; look at a few training units only (a model
         # fitted on a grid predicts whole grids: its results are checked in predict/effect)

@@ -19,7 +19,6 @@ hand tuning.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 import sys
@@ -256,6 +255,8 @@ def fit_module(
         train_step, validate = loss_fn(module), val_fn(module)
         gen = torch.Generator().manual_seed(seed)
         if isinstance(data, Mapping):
+            if size > 1:
+                _check_same_data(data, description)
             source: _Source = _InMemory(data, config, gen, device, rank, size)
         else:
             source = _Streamed(data, device)
@@ -289,25 +290,24 @@ def fit_module(
                 module.train()
                 sums: dict[str, float] = {}
                 steps = 0
-                with _uneven(objective, source.uneven and size > 1):
-                    for batch in source.batches(epoch):
-                        if steps >= config.max_steps_per_epoch:
-                            break
-                        loss, parts = objective(batch, epoch)
-                        if not torch.isfinite(loss):
-                            raise FloatingPointError(
-                                f"{description}: the loss became {loss.item()} at epoch "
-                                f"{epoch}; lower training.learning_rate or check inputs for "
-                                "extreme values."
-                            )
-                        optimiser.zero_grad(set_to_none=True)
-                        loss.backward()
-                        if config.grad_clip:
-                            nn.utils.clip_grad_norm_(module.parameters(), config.grad_clip)
-                        optimiser.step()
-                        steps += 1
-                        for key, value in parts.items():
-                            sums[key] = sums.get(key, 0.0) + value
+                for batch in _together(source.batches(epoch), source.uneven and size > 1):
+                    if steps >= config.max_steps_per_epoch:
+                        break
+                    loss, parts = objective(batch, epoch)
+                    if not torch.isfinite(loss):
+                        raise FloatingPointError(
+                            f"{description}: the loss became {loss.item()} at epoch "
+                            f"{epoch}; lower training.learning_rate or check inputs for "
+                            "extreme values."
+                        )
+                    optimiser.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if config.grad_clip:
+                        nn.utils.clip_grad_norm_(module.parameters(), config.grad_clip)
+                    optimiser.step()
+                    steps += 1
+                    for key, value in parts.items():
+                        sums[key] = sums.get(key, 0.0) + value
                 if steps == 0 and size == 1:
                     raise InputError(f"{description}: the training data gave no batch.")
                 total, count = _evaluate(module, source.validation(), validate)
@@ -415,13 +415,42 @@ class _Streamed:
         return self._moved(self.stream.validation())
 
 
-def _uneven(objective: Any, uneven: bool) -> contextlib.AbstractContextManager[Any]:
-    """DDP's own ``Join`` when processes may run out of batches at different steps."""
+def _together(batches: Iterable[Batch], uneven: bool) -> Iterator[Batch]:
+    """``batches``, or in a DDP run whose processes may hold different numbers of batches
+    (streamed blocks), only as many as every process has: before each step the processes
+    agree (a one-number all-reduce) that each has one, so all take the same steps and their
+    weights and optimiser states stay the same."""
     if not uneven:
-        return contextlib.nullcontext()
-    from torch.distributed.algorithms.join import Join
+        yield from batches
+        return
+    import torch.distributed as dist
 
-    return Join([objective])
+    it = iter(batches)
+    while True:
+        batch = next(it, None)
+        flag = torch.tensor([0 if batch is None else 1])
+        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+        if not int(flag):
+            return
+        assert batch is not None
+        yield batch
+
+
+def _check_same_data(data: Mapping[str, torch.Tensor], description: str) -> None:
+    """In-memory DDP shares each global batch out: every process must hold the same units."""
+    import torch.distributed as dist
+
+    n = next(iter(data.values())).shape[0]
+    low, high = torch.tensor([n]), torch.tensor([n])
+    dist.all_reduce(low, op=dist.ReduceOp.MIN)
+    dist.all_reduce(high, op=dist.ReduceOp.MAX)
+    if int(low) != int(high):
+        raise InputError(
+            f"{description}: the processes of a distributed fit hold {int(low)} to {int(high)} "
+            "units; in memory every process must pass the same units (each trains on its "
+            "share of every batch). To give each process its own data, stream it "
+            "(fit_stream with kgcm.streaming.StreamedUnits)."
+        )
 
 
 def _check_in_step(module: nn.Module, description: str) -> None:
@@ -501,20 +530,40 @@ class _State:
     history: list[dict[str, float]] = field(default_factory=list)
 
     def save(self, path: Any, module: nn.Module, optimiser: Any, scheduler: Any, gen: Any) -> None:
+        """Write the checkpoint (rank 0), with every process's random state (a collective in
+        a DDP run: every process calls it)."""
         from kgcm import distributed as ddp
 
-        ddp.save_checkpoint(path, {
-            "loop": asdict(self), "module": module.state_dict(),
-            "optimiser": optimiser.state_dict(), "scheduler": scheduler.state_dict(),
-            "generator": gen.get_state(), "rng": torch.get_rng_state(),
-        })  # fmt: skip
+        rank, size = ddp.world()
+        rng = _rng_state()
+        if size > 1:
+            import torch.distributed as dist
+
+            states: list[Any] = [None] * size
+            dist.all_gather_object(states, rng)
+            rng = {"per_rank": states}
+        if rank == 0:
+            ddp.save_checkpoint(path, {
+                "loop": asdict(self), "module": module.state_dict(),
+                "optimiser": optimiser.state_dict(), "scheduler": scheduler.state_dict(),
+                "generator": gen.get_state(), "rng": rng,
+            })  # fmt: skip
 
     def restore(
         self, path: Any, module: nn.Module, optimiser: Any, scheduler: Any, gen: Any
     ) -> bool:
+        """Load the checkpoint; in a DDP run rank 0 reads it and sends it to the others, so
+        all decide alike even without a shared filesystem."""
         from kgcm import distributed as ddp
 
-        saved = ddp.load_checkpoint(path)
+        rank, size = ddp.world()
+        saved = ddp.load_checkpoint(path) if rank == 0 else None
+        if size > 1:
+            import torch.distributed as dist
+
+            box = [saved]
+            dist.broadcast_object_list(box, src=0)
+            saved = box[0]
         if saved is None:
             return False
         for key, value in saved["loop"].items():
@@ -523,8 +572,25 @@ class _State:
         optimiser.load_state_dict(saved["optimiser"])
         scheduler.load_state_dict(saved["scheduler"])
         gen.set_state(saved["generator"])
-        torch.set_rng_state(saved["rng"])
+        rng = saved["rng"]
+        if "per_rank" in rng:
+            states = rng["per_rank"]
+            rng = states[rank] if len(states) == size else states[0]
+        _set_rng_state(rng)
         return True
+
+
+def _rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
 
 
 @torch.no_grad()

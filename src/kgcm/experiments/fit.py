@@ -283,11 +283,10 @@ def run_fit(
     try:
         rank, size = distributed.world()
         saved = target.with_name(f".{target.name}.checkpoints")
-        if saved.is_dir() and any(saved.iterdir()):
-            log(f"continuing from the checkpoints of an interrupted run in {saved}")
+        stamp = _claim_checkpoints(saved, config, rank, log)
         if size > 1:
             log(f"training on {size} processes (PyTorch DDP)")
-        with distributed.checkpoints(saved):
+        with distributed.checkpoints(saved, stamp):
             if rank != 0:  # trains with the others; rank 0 alone writes the run
                 with tempfile.TemporaryDirectory() as scratch:
                     _run_fit(config, Path(scratch), base_dir=base_dir, log=lambda m: None,
@@ -301,13 +300,30 @@ def run_fit(
                     log=lambda m: log(m.replace(str(staging), str(target))),
                     allow_weak_overlap=allow_weak_overlap,
                 )
-        shutil.rmtree(saved, ignore_errors=True)
+                shutil.rmtree(saved, ignore_errors=True)  # still under the output's lock
     finally:
         if joined:
             import torch.distributed as dist
 
             dist.destroy_process_group()
     return FitResult(out_dir=target, metrics=result.metrics)
+
+
+def _claim_checkpoints(folder: Path, config: FitConfig, rank: int, log: Log) -> str:
+    """The stamp of this config's checkpoints; those beside the output are used only if the
+    same config wrote them, else removed (rank 0), so a changed setting never resumes an old
+    fit."""
+    import hashlib
+
+    stamp = hashlib.sha256(dump_toml(config).encode()).hexdigest()
+    if folder.is_dir() and any(p.suffix == ".pt" for p in folder.iterdir()):
+        mine = folder / "stamp"
+        if mine.is_file() and mine.read_text() == stamp:
+            log(f"continuing from the checkpoints of an interrupted run in {folder}")
+        elif rank == 0:
+            log(f"removing the checkpoints of a run with another config in {folder}")
+            shutil.rmtree(folder, ignore_errors=True)
+    return stamp
 
 
 def _run_fit(
@@ -386,6 +402,9 @@ def _run_fit(
     config_to_write = _with_absolute_data(config, base)
     atomic_write_text(out / "config.toml", dump_toml(config_to_write))
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    from kgcm.experiments.tiled import DESIGN_FILE, design_record
+
+    atomic_write_text(out / DESIGN_FILE, json.dumps(design_record(design), indent=2) + "\n")
     _fit_figure(out, config, prep.units, test, forecasts, scores)
     from kgcm.experiments.outputs import write_run_json
 

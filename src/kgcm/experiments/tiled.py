@@ -1,0 +1,223 @@
+"""``kgcm effect RUN --tiles``: a fit run's effects over its whole store, block by block.
+
+The run's store is cut into the blocks of :class:`kgcm.streaming.StreamedUnits` (its chunks:
+one spatial tile over a run of window starts) with the run's own options (outcome, treatment,
+covariates, static fields, calendar, window); each block's units get the run's outcome
+design (the pre-window state as a covariate, the bounded outcome transform, both read from the
+run's ``design.json``), their effects are mapped back to the outcome as ``kgcm effect`` maps
+them (the factual outcome moved by the effect in the unbounded coordinate, so the
+counterfactual stays within the physical bounds), and :func:`kgcm.tiles.tiled_effects` writes
+them to Zarr, here or on ``dask.distributed``.
+
+Limits, refused with a message: runs whose design has a day-of-year climatology baseline (it
+spans every cell of the store; a split by cell, the grid default, has none), overlapping
+windows (``stride`` below ``window``), and single series (no grid to tile).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kgcm.bounds import OutcomeTransform
+from kgcm.errors import ConfigError, DataError, NoCompleteUnits
+from kgcm.experiments.outcome import OutcomeDesign
+from kgcm.streaming import Block, StreamedUnits
+from kgcm.tiles import empty_grids, place, tiled_effects
+from kgcm.treatments import Scenario
+
+__all__ = ["RunTiles", "run_tiled_effect"]
+
+DESIGN_FILE = "design.json"
+#: units of the first blocks the overlap check reads (a sample: the store is never loaded)
+OVERLAP_SAMPLE = 20_000
+
+
+def design_record(design: OutcomeDesign) -> dict[str, Any]:
+    """What ``kgcm fit`` writes as ``design.json``: the outcome design without its arrays."""
+    return {
+        "outcome": design.outcome,
+        "transform": asdict(design.transform),
+        "prewindow_state": design.prewindow_state,
+        "climatology": design.climatology is not None,
+    }
+
+
+@dataclass
+class RunTiles:
+    """The blocks of a fit run's store, cut and presented as the run's units were."""
+
+    units: StreamedUnits
+    design: OutcomeDesign
+
+    def fingerprint(self) -> str:
+        return repr((self.units.fingerprint(), design_record(self.design)))
+
+    def block_units(self, block: Block) -> Any:
+        """The block's units as the run cut them, with the pre-window state: the steps of one
+        window before the block are read too, so its first window has its day before."""
+        units, before = self.units, self.design.prewindow_state
+        low = max(0, block.steps.start - units.window) if before else block.steps.start
+        part = units.ds.isel(time=slice(low, block.steps.stop), y=block.y, x=block.x).load()
+        try:
+            seqs = _cut(part, {**units.options, "before": before})
+        except NoCompleteUnits:
+            return None
+        seqs = seqs.subset(np.flatnonzero(seqs.starts + low >= block.steps.start))
+        if not seqs.n_units:
+            return None
+        offset = np.array([block.y.start, block.x.start])
+        return replace(seqs, cells=seqs.cells + offset, starts=seqs.starts + low)
+
+    def block_grids(
+        self, est: Any, block: Block, scenario: Scenario, alpha: float, names: list[str]
+    ) -> dict[str, np.ndarray]:
+        from kgcm.experiments.evaluation import estimate
+
+        grids = empty_grids(block, names)
+        seqs = self.block_units(block)
+        if seqs is None:
+            return grids
+        X = self.design.covariates(seqs, np.zeros(0, dtype=np.int64)).values
+        got = estimate(est, X, seqs.T, scenario.apply(seqs.T), alpha=alpha)
+        moved = {
+            name: self.design.transform.counterfactual(seqs.Y, d) - seqs.Y
+            for name, d in zip(names, (got.effect, got.lower, got.upper), strict=False)
+        }
+        place(grids, block, seqs.cells, seqs.starts, self.units.window, moved)
+        return grids
+
+
+def _cut(part: Any, options: dict[str, Any]) -> Any:
+    from kgcm.sequences import to_sequences
+
+    return to_sequences(part, **options)
+
+
+def run_tiled_effect(
+    run_dir: str | os.PathLike[str],
+    *,
+    scenario: Scenario | None = None,
+    out: str | os.PathLike[str] | None = None,
+    alpha: float | None = None,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    restart: bool = False,
+    allow_weak_overlap: bool = False,
+    progress: bool | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Effects of a scenario for every unit of a fit run's store, written to Zarr tile by
+    tile (module docstring). ``workers``: 0 runs the blocks in this process; otherwise a
+    ``LocalCluster`` of that many one-thread worker processes (default: one per core), unless
+    ``scheduler`` names a running dask scheduler to use instead. Returns a summary."""
+    from kgcm._io import verify_folder
+    from kgcm.experiments.fit import load_run_config
+
+    run = Path(run_dir)
+    config = load_run_config(run)
+    verify_folder(run, "fit", ("config.toml", "model.kgcm"))
+    path = run / DESIGN_FILE
+    if not path.is_file():
+        raise DataError(
+            f"{run} has no {DESIGN_FILE} (it was fitted by an older kgcm); fit it again to "
+            "compute its effects tile by tile, or run kgcm effect without --tiles."
+        )
+    record = json.loads(path.read_text())
+    if record["climatology"]:
+        raise ConfigError(
+            f"{run} learns the outcome's anomaly from a day-of-year climatology of every cell "
+            "(climatology on): tiled effects need a design without it. Fit with climatology = "
+            "'off' (the default for split = 'cell'), or run kgcm effect without --tiles."
+        )
+    stride = config.stride or config.window
+    if stride < config.window:
+        raise ConfigError(
+            f"{run} cut overlapping windows (stride {stride} < window {config.window}): tiled "
+            "effects need stride >= window. Fit with stride = 0, or run kgcm effect without "
+            "--tiles."
+        )
+    design = OutcomeDesign(
+        OutcomeTransform(**record["transform"]), None, record["prewindow_state"], config.outcome
+    )
+    units = StreamedUnits(
+        config.data, outcome=config.outcome, treatment=config.treatment,
+        covariates=config.covariates, static=config.static, calendar=config.calendar,
+        window=config.window, stride=stride,
+    )  # fmt: skip
+    source = RunTiles(units, design)
+    scenario = scenario if scenario is not None else config.scenario
+    alpha = config.alpha if alpha is None else alpha
+    out_path = Path(out) if out is not None else run.parent / f"{run.name}-effects.zarr"
+    overlap = _sample_overlap(source, scenario, allow_weak_overlap, log, config.seed)
+    blocks = len(units.blocks())
+    started = time.perf_counter()
+    with _client(scheduler, workers) as (client, where):
+        log(f"effects of {scenario.describe()} on {blocks} blocks of {units.tile[0]} x "
+            f"{units.tile[1]} cells; {where}")  # fmt: skip
+        tiled_effects(
+            run / "model.kgcm", source, scenario, out_path, alpha=alpha, client=client,
+            progress=progress, restart=restart,
+        )  # fmt: skip
+    summary = {
+        "effects_store": str(out_path),
+        "scenario": scenario.describe(),
+        "alpha": alpha,
+        "blocks": blocks,
+        "tile": list(units.tile),
+        "seconds": round(time.perf_counter() - started, 3),
+        "overlap": overlap,
+    }
+    log(f"wrote {out_path}")
+    return summary
+
+
+def _sample_overlap(
+    source: RunTiles, scenario: Scenario, allow: bool, log: Callable[[str], None], seed: int
+) -> dict[str, Any]:
+    """:func:`kgcm.check_overlap` of the scenario on the units of the first blocks (up to
+    ``OVERLAP_SAMPLE``): the store is never loaded whole."""
+    from kgcm.overlap import require_overlap
+
+    parts: list[Any] = []
+    for block in source.units.blocks():
+        if sum(p.n_units for p in parts) >= OVERLAP_SAMPLE:
+            break
+        seqs = source.block_units(block)
+        if seqs is not None:
+            parts.append(seqs)
+    if not parts:
+        raise DataError("every unit of the store holds NaN: there is nothing to compute.")
+    T = np.concatenate([p.T for p in parts])[:OVERLAP_SAMPLE]
+    X = np.concatenate([
+        source.design.covariates(p, np.zeros(0, dtype=np.int64)).values for p in parts
+    ])[:OVERLAP_SAMPLE]  # fmt: skip
+    log(f"overlap on a sample of {len(T):,} units of the first blocks:")
+    return require_overlap(T, X, scenario.apply(T), allow_weak=allow, log=log, seed=seed)
+
+
+@contextlib.contextmanager
+def _client(scheduler: str | None, workers: int | None) -> Iterator[tuple[Any, str]]:
+    if scheduler is None and workers == 0:
+        yield None, "in this process"
+        return
+    from dask.distributed import Client, LocalCluster
+
+    if scheduler is not None:
+        with Client(scheduler) as client:
+            yield client, f"on the dask scheduler at {scheduler}"
+        return
+    n = workers or len(os.sched_getaffinity(0))
+    with (
+        LocalCluster(n_workers=n, threads_per_worker=1, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client, f"on a local dask cluster of {n} worker processes"
