@@ -151,19 +151,24 @@ def _fit_run(root, store, **settings):
     return run
 
 
-def test_kgcm_effect_tiles_writes_what_kgcm_effect_computes_in_memory(fitted, tmp_path) -> None:
+@pytest.mark.parametrize(("stride", "workers"), [(0, "1"), (25, "0")])
+def test_kgcm_effect_tiles_writes_what_kgcm_effect_computes_in_memory(
+    fitted, tmp_path, stride, workers
+) -> None:
     from typer.testing import CliRunner
 
     from kgcm.cli import app
 
     _, store, _ = fitted
-    run = _fit_run(tmp_path, store)
+    # stride 25 > window 20: gaps between windows, one window start per 40-day block
+    run = _fit_run(tmp_path, store, stride=stride)
     runner = CliRunner()
     res = runner.invoke(app, ["effect", str(run), "--allow-weak-overlap", "--no-progress"])
     assert res.exit_code == 0, res.output
     whole = xr.open_dataset(run / "effects.nc")["effect"].transpose("time", "y", "x").values
-    # on a local dask cluster of one worker process (the model and store loaded there)
-    res = runner.invoke(app, ["effect", str(run), "--tiles", "--workers", "1",
+    # on a local dask cluster of one worker process (the model and store loaded there), or
+    # in this process
+    res = runner.invoke(app, ["effect", str(run), "--tiles", "--workers", workers,
                               "--allow-weak-overlap", "--no-progress"])  # fmt: skip
     assert res.exit_code == 0, res.output
     written = xr.open_zarr(tmp_path / "run-effects.zarr")["effect"].values

@@ -155,6 +155,18 @@ def fitting(identity: str) -> Iterator[None]:
         _IDENTITY.reset(token)
 
 
+def estimator_identity(est: Any) -> str:
+    """An estimator's class and parameters, as checkpoint keys see them: the training loop's
+    ``progress`` and ``device`` left out (they do not change what is learned)."""
+    params = dict(est.get_params())
+    training = params.get("training")
+    if training is not None and not isinstance(training, Mapping):
+        training = training.to_dict()
+    if isinstance(training, Mapping):
+        params["training"] = {k: v for k, v in training.items() if k not in ("progress", "device")}
+    return f"{type(est).__name__}{sorted(params.items())}"
+
+
 def checkpoint_folder() -> Path | None:
     """The folder set by the innermost :func:`checkpoints`, or None."""
     return _CHECKPOINTS.get()

@@ -617,7 +617,7 @@ class NeuralSequenceEstimator(MemberEnsemble, BaseEstimator):
             if part.rank is None or part.world_size is None:
                 part.rank, part.world_size = distributed.world()
         stream = UnitBatches(train, held, batch_size=per_process, num_workers=num_workers)
-        identity = f"{type(self).__name__}{sorted(self.get_params().items())}"
+        identity = distributed.estimator_identity(self)
         with distributed.fitting(identity):
             self._train_members(stream, training)
         self.inference_, self.bootstrap_ = Inference.coerce("model"), []

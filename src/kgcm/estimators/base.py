@@ -471,7 +471,7 @@ class BaseEstimator:
         self.x_scaler_ = Standardizer.fit(data.X, per_feature=True)
         from kgcm import distributed
 
-        identity = f"{type(self).__name__}{sorted(self.get_params().items())}"
+        identity = distributed.estimator_identity(self)
         with self._input_context(X), distributed.fitting(identity):
             self._fit(data)
         # a diverged fit shows in its predictions; look at a few training units only (a model

@@ -313,6 +313,12 @@ def fit_module(
                 total, count = _evaluate(module, source.validation(), validate)
                 if size > 1:
                     total, count, sums, steps = _pooled(total, count, sums, steps)
+                    if steps == 0:  # the same pooled count on every process: all raise
+                        raise InputError(
+                            f"{description}: a process of the distributed fit had no training "
+                            "batch this epoch; use fewer processes or loader workers, or "
+                            "smaller tiles, so every process gets blocks with units."
+                        )
                 val_loss = total / max(count, 1)
                 scheduler.step(val_loss)
                 record = {f"train_{k}": v / max(steps, 1) for k, v in sums.items()}

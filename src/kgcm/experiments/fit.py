@@ -283,7 +283,7 @@ def run_fit(
     try:
         rank, size = distributed.world()
         saved = target.with_name(f".{target.name}.checkpoints")
-        stamp = _claim_checkpoints(saved, config, rank, log)
+        stamp = _claim_checkpoints(saved, config, 1, log)  # the stamp; rank 0 claims it below
         if size > 1:
             log(f"training on {size} processes (PyTorch DDP)")
         with distributed.checkpoints(saved, stamp):
@@ -293,6 +293,7 @@ def run_fit(
                              allow_weak_overlap=allow_weak_overlap)  # fmt: skip
                 return FitResult(out_dir=target, metrics={})
             with output_folder(target, "fit") as staging:
+                _claim_checkpoints(saved, config, rank, log)  # under the output's lock
                 result = _run_fit(
                     config,
                     staging,
@@ -316,13 +317,16 @@ def _claim_checkpoints(folder: Path, config: FitConfig, rank: int, log: Log) -> 
     import hashlib
 
     stamp = hashlib.sha256(dump_toml(config).encode()).hexdigest()
-    if folder.is_dir() and any(p.suffix == ".pt" for p in folder.iterdir()):
-        mine = folder / "stamp"
-        if mine.is_file() and mine.read_text() == stamp:
+    if rank != 0 or not folder.is_dir():  # rank 0 alone reads and clears the folder
+        return stamp
+    mine = folder / "stamp"
+    if mine.is_file() and mine.read_text() == stamp:
+        if any(p.suffix == ".pt" for p in folder.iterdir()):
             log(f"continuing from the checkpoints of an interrupted run in {folder}")
-        elif rank == 0:
-            log(f"removing the checkpoints of a run with another config in {folder}")
-            shutil.rmtree(folder, ignore_errors=True)
+        return stamp
+    if any(p.suffix == ".pt" for p in folder.iterdir()):
+        log(f"removing the checkpoints of a run with another config (or none) in {folder}")
+    shutil.rmtree(folder, ignore_errors=True)
     return stamp
 
 

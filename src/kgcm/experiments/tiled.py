@@ -63,9 +63,11 @@ class RunTiles:
 
     def block_units(self, block: Block) -> Any:
         """The block's units as the run cut them, with the pre-window state: the steps of one
-        window before the block are read too, so its first window has its day before."""
+        stride before the block are read too, so its first window has its day before (the
+        extra window cut there has none and is dropped)."""
         units, before = self.units, self.design.prewindow_state
-        low = max(0, block.steps.start - units.window) if before else block.steps.start
+        # one stride before the block keeps the cut on the store's grid of window starts
+        low = max(0, block.steps.start - units.stride) if before else block.steps.start
         part = units.ds.isel(time=slice(low, block.steps.stop), y=block.y, x=block.x).load()
         try:
             seqs = _cut(part, {**units.options, "before": before})
@@ -122,11 +124,18 @@ def run_tiled_effect(
     from kgcm._io import verify_folder
     from kgcm.experiments.fit import load_run_config
 
-    run = Path(run_dir)
+    run = Path(run_dir).resolve()
     config = load_run_config(run)
-    verify_folder(run, "fit", ("config.toml", "model.kgcm"))
+    if workers is not None and workers < 0:
+        raise ConfigError(f"--workers must be >= 0 (0: no dask); got {workers}.")
+    if workers is not None and scheduler is not None:
+        raise ConfigError("give --workers (a local cluster) or --scheduler, not both.")
+    if alpha is not None and not 0 < alpha < 1:
+        raise ConfigError(f"alpha must be in (0, 1); got {alpha!r}.")
     path = run / DESIGN_FILE
-    if not path.is_file():
+    if path.is_file():
+        verify_folder(run, "fit", ("config.toml", "model.kgcm", DESIGN_FILE))
+    else:
         raise DataError(
             f"{run} has no {DESIGN_FILE} (it was fitted by an older kgcm); fit it again to "
             "compute its effects tile by tile, or run kgcm effect without --tiles."
@@ -154,7 +163,10 @@ def run_tiled_effect(
         window=config.window, stride=stride,
     )  # fmt: skip
     source = RunTiles(units, design)
-    scenario = scenario if scenario is not None else config.scenario
+    if scenario is None:
+        scenario = config.scenario
+    elif not scenario.expected_sign:  # --scale/--shift keep the sign the config expects
+        scenario = replace(scenario, expected_sign=config.scenario.expected_sign)
     alpha = config.alpha if alpha is None else alpha
     out_path = Path(out) if out is not None else run.parent / f"{run.name}-effects.zarr"
     overlap = _sample_overlap(source, scenario, allow_weak_overlap, log, config.seed)
@@ -183,24 +195,24 @@ def run_tiled_effect(
 def _sample_overlap(
     source: RunTiles, scenario: Scenario, allow: bool, log: Callable[[str], None], seed: int
 ) -> dict[str, Any]:
-    """:func:`kgcm.check_overlap` of the scenario on the units of the first blocks (up to
-    ``OVERLAP_SAMPLE``): the store is never loaded whole."""
+    """:func:`kgcm.check_overlap` of the scenario on the units of blocks drawn at random (up
+    to ``OVERLAP_SAMPLE`` units): the store is never loaded whole."""
     from kgcm.overlap import require_overlap
 
+    blocks = source.units.blocks()
+    order = np.random.default_rng(seed).permutation(len(blocks))  # spread over the grid
     parts: list[Any] = []
-    for block in source.units.blocks():
+    for i in order:
         if sum(p.n_units for p in parts) >= OVERLAP_SAMPLE:
             break
-        seqs = source.block_units(block)
+        seqs = source.block_units(blocks[i])
         if seqs is not None:
             parts.append(seqs)
     if not parts:
         raise DataError("every unit of the store holds NaN: there is nothing to compute.")
     T = np.concatenate([p.T for p in parts])[:OVERLAP_SAMPLE]
-    X = np.concatenate([
-        source.design.covariates(p, np.zeros(0, dtype=np.int64)).values for p in parts
-    ])[:OVERLAP_SAMPLE]  # fmt: skip
-    log(f"overlap on a sample of {len(T):,} units of the first blocks:")
+    X = np.concatenate([p.X for p in parts])[:OVERLAP_SAMPLE]  # as kgcm effect checks it
+    log(f"overlap on a sample of {len(T):,} units of blocks drawn across the grid:")
     return require_overlap(T, X, scenario.apply(T), allow_weak=allow, log=log, seed=seed)
 
 
@@ -215,7 +227,8 @@ def _client(scheduler: str | None, workers: int | None) -> Iterator[tuple[Any, s
         with Client(scheduler) as client:
             yield client, f"on the dask scheduler at {scheduler}"
         return
-    n = workers or len(os.sched_getaffinity(0))
+    affinity = getattr(os, "sched_getaffinity", None)  # not on macOS
+    n = workers or (len(affinity(0)) if affinity else os.cpu_count() or 1)
     with (
         LocalCluster(n_workers=n, threads_per_worker=1, dashboard_address=None) as cluster,
         Client(cluster) as client,
