@@ -1,6 +1,7 @@
 """Fit cost per epoch and peak memory as the data grow: streamed from a store against in memory.
 
-    .venv/bin/python benchmarks/scaling.py [--sizes 24 48 120 240] [--out runs/scaling]
+    .venv/bin/python benchmarks/scaling.py [--sizes 24 48 120 240] [--out runs/scaling] \
+        [--modes streamed "in memory"]
 
 For each n, an n x n `arctic` world of a year is written once as a Zarr store (chunks of 90
 days and 12 x 12 cells, as `kgcm prepare` would chunk it). Then, each in a fresh process with
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -59,10 +61,13 @@ def _store(n: int, out: Path) -> Path:
     from kgcm.synthetic.arctic import simulate_arctic
 
     path = out / f"arctic-{n}x{n}.zarr"
-    if not path.exists():
+    if not path.exists():  # written beside and renamed: a killed run leaves no half store
         ds = simulate_arctic(ny=n, nx=n, seed=0).dataset
         ds.attrs["kgcm_prepare_config"] = "{}"
-        ds.chunk({"time": 90, "y": 12, "x": 12}).to_zarr(path, consolidated=True)
+        partial = out / f".arctic-{n}x{n}.zarr.partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        ds.chunk({"time": 90, "y": 12, "x": 12}).to_zarr(partial, consolidated=True)
+        partial.rename(path)
     return path
 
 
@@ -70,6 +75,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", nargs="+", type=int, default=[24, 48, 120, 240])
     parser.add_argument("--out", type=Path, default=Path("runs/scaling"))
+    parser.add_argument("--modes", nargs="+", default=["streamed", "in memory"],
+                        choices=["streamed", "in memory"])  # fmt: skip
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"machine: {machine()}")
@@ -79,7 +86,7 @@ def main() -> None:
     for n in args.sizes:
         store = _store(n, args.out)
         size_mb = sum(f.stat().st_size for f in store.rglob("*") if f.is_file()) / 1e6
-        for mode in ("streamed", "in memory"):
+        for mode in args.modes:
             done = subprocess.run(
                 [sys.executable, "-c", CHILD, str(store), mode.replace(" ", "-")],
                 capture_output=True, text=True, check=False,
