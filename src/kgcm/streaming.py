@@ -256,16 +256,24 @@ class StreamedUnits(IterableDataset):
                      self.keep, sizes, stamp, self.seed, self.shuffle, self.buffer_blocks,
                      self.batch_size))  # fmt: skip
 
-    def units(self, block: Block) -> SequenceSet | None:
+    def units(self, block: Block, *, before: bool = False) -> SequenceSet | None:
         """The units of one block with grid cells and starts of the whole store (None when
-        every unit of the block holds NaN, e.g. an all-land tile)."""
-        part = self.ds.isel(time=block.steps, y=block.y, x=block.x).load()
+        every unit of the block holds NaN, e.g. an all-land tile). ``before`` also keeps each
+        window's pre-window outcome (``Y_before``): one stride before the block is read too,
+        so the cut stays on the store's grid of starts and the block's first window has its
+        day before (the extra window cut there has none and is dropped)."""
+        low = max(0, block.steps.start - self.stride) if before else block.steps.start
+        part = self.ds.isel(time=slice(low, block.steps.stop), y=block.y, x=block.x).load()
         try:
-            seqs = to_sequences(part, **self.options)
+            seqs = to_sequences(part, **self.options, before=before)
         except NoCompleteUnits:
             return None
+        if low < block.steps.start:
+            seqs = seqs.subset(np.flatnonzero(seqs.starts + low >= block.steps.start))
+            if not seqs.n_units:
+                return None
         offset = np.array([block.y.start, block.x.start])
-        return replace(seqs, cells=seqs.cells + offset, starts=seqs.starts + block.steps.start)
+        return replace(seqs, cells=seqs.cells + offset, starts=seqs.starts + low)
 
     # ---- the work split -------------------------------------------------------------------
     def set_epoch(self, epoch: int) -> None:

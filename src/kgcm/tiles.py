@@ -29,7 +29,6 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -132,8 +131,11 @@ def tiled_effects(
     done_dir = out_path / _DONE
     done_dir.mkdir(exist_ok=True)  # also after a run killed between template and markers
     todo = [i for i in range(len(blocks)) if not (done_dir / str(i)).exists()]
+    from kgcm._progress import progress_bar
+
     show = progress if progress is not None else sys.stderr.isatty()
-    with _bar(show, len(blocks), len(blocks) - len(todo)) as advance:
+    done = len(blocks) - len(todo)
+    with progress_bar(show, "effects by block", len(blocks), completed=done) as advance:
         if client is None:
             for i in todo:
                 _block_effects(str(model_path), source, scenario, alpha, str(out_path), i)
@@ -240,25 +242,3 @@ def _block_effects(
         json.dumps({"cells_with_effects": int(np.isfinite(grids["effect"]).any(0).sum())})
     )
     return index
-
-
-class _bar:
-    """A rich progress bar over blocks, or nothing."""
-
-    def __init__(self, show: bool, total: int, done: int) -> None:
-        self.show, self.total, self.done = show, total, done
-        self._bar: Any = None
-
-    def __enter__(self) -> Callable[[], None]:
-        if not self.show:
-            return lambda: None
-        from rich.progress import Progress
-
-        self._bar = Progress(transient=True)
-        self._bar.__enter__()
-        task = self._bar.add_task("effects by block", total=self.total, completed=self.done)
-        return lambda: self._bar.update(task, advance=1)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.__exit__(*exc)

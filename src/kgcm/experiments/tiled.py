@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from kgcm.bounds import OutcomeTransform
-from kgcm.errors import ConfigError, DataError, NoCompleteUnits
+from kgcm.errors import ConfigError, DataError
 from kgcm.experiments.outcome import OutcomeDesign
 from kgcm.streaming import Block, StreamedUnits
 from kgcm.tiles import empty_grids, place, tiled_effects
@@ -62,22 +62,9 @@ class RunTiles:
         return repr((self.units.fingerprint(), design_record(self.design)))
 
     def block_units(self, block: Block) -> Any:
-        """The block's units as the run cut them, with the pre-window state: the steps of one
-        stride before the block are read too, so its first window has its day before (the
-        extra window cut there has none and is dropped)."""
-        units, before = self.units, self.design.prewindow_state
-        # one stride before the block keeps the cut on the store's grid of window starts
-        low = max(0, block.steps.start - units.stride) if before else block.steps.start
-        part = units.ds.isel(time=slice(low, block.steps.stop), y=block.y, x=block.x).load()
-        try:
-            seqs = _cut(part, {**units.options, "before": before})
-        except NoCompleteUnits:
-            return None
-        seqs = seqs.subset(np.flatnonzero(seqs.starts + low >= block.steps.start))
-        if not seqs.n_units:
-            return None
-        offset = np.array([block.y.start, block.x.start])
-        return replace(seqs, cells=seqs.cells + offset, starts=seqs.starts + low)
+        """The block's units as the run cut them, with the pre-window state where the run's
+        design reads it."""
+        return self.units.units(block, before=self.design.prewindow_state)
 
     def block_grids(
         self, est: Any, block: Block, scenario: Scenario, alpha: float, names: list[str]
@@ -96,12 +83,6 @@ class RunTiles:
         }
         place(grids, block, seqs.cells, seqs.starts, self.units.window, moved)
         return grids
-
-
-def _cut(part: Any, options: dict[str, Any]) -> Any:
-    from kgcm.sequences import to_sequences
-
-    return to_sequences(part, **options)
 
 
 def run_tiled_effect(
