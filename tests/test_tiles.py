@@ -8,7 +8,7 @@ import xarray as xr
 
 import kgcm
 import kgcm.tiles as tiles
-from kgcm.errors import ConfigError, OutputError
+from kgcm.errors import ConfigError, DataError, InputError, OutputError
 from kgcm.sequences import to_sequences
 from kgcm.streaming import StreamedUnits
 from kgcm.synthetic.arctic import simulate_arctic
@@ -122,6 +122,68 @@ def test_intervals_are_written_where_the_estimator_gives_them(fitted, tmp_path) 
     assert (lower[covered] <= upper[covered]).all()
 
 
+def test_the_overlap_diagnostic_is_written_per_cell_and_day(fitted, tmp_path) -> None:
+    root, store, grid = fitted
+    seqs = to_sequences(xr.open_zarr(store), drop_incomplete=True, **OPTIONS)
+    report = kgcm.check_overlap(seqs.T, seqs.X, 1.5 * seqs.T).to_dict()
+    units = StreamedUnits(store, **OPTIONS)
+    scenario = Scenario("scale", 1.5)
+    out = tiles.tiled_effects(root / "crn.kgcm", units, scenario, tmp_path / "e", overlap=report)
+    written = xr.open_zarr(out)
+    shift = np.full_like(grid, np.nan)
+    for (y, x), start, t in zip(seqs.cells, seqs.starts, seqs.T, strict=True):
+        shift[start : start + 20, y, x] = np.abs(0.5 * t) / report["residual_sd"]
+    np.testing.assert_allclose(written[tiles.SHIFT].values, shift, rtol=1e-5, equal_nan=True)
+    np.testing.assert_allclose(written["effect"].values, grid, rtol=1e-5, atol=1e-6, equal_nan=True)
+    assert written.attrs["overlap_ok"] == int(report["ok"])
+    assert written.attrs["overlap_residual_sd"] == pytest.approx(report["residual_sd"])
+    assert ("overlap_warning" in written.attrs) == (not report["ok"])
+    # another report is another output: refused without restart
+    other = {**report, "residual_sd": 2 * report["residual_sd"]}
+    with pytest.raises(OutputError, match="another model"):
+        tiles.tiled_effects(root / "crn.kgcm", units, scenario, tmp_path / "e", overlap=other)
+    with pytest.raises(InputError, match="residual_sd"):
+        tiles.tiled_effects(root / "crn.kgcm", units, scenario, tmp_path / "f", overlap={})
+
+
+def test_a_finished_store_is_copied_into_one_netcdf_file(fitted, tmp_path, monkeypatch) -> None:
+    root, store, grid = fitted
+    units = StreamedUnits(store, **OPTIONS)
+    scenario = Scenario("scale", 1.5)
+    calls = []
+    real = tiles._block_effects
+
+    def stop_after_two(*args):
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        calls.append(args[-1])
+        return real(*args)
+
+    monkeypatch.setattr(tiles, "_block_effects", stop_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        tiles.tiled_effects(root / "crn.kgcm", units, scenario, tmp_path / "e")
+    with pytest.raises(DataError, match="holds 2 of its"):
+        tiles.to_netcdf(tmp_path / "e", tmp_path / "e.nc")
+    assert not (tmp_path / "e.nc").exists()
+    monkeypatch.setattr(tiles, "_block_effects", real)
+    tiles.tiled_effects(root / "crn.kgcm", units, scenario, tmp_path / "e")
+    tiles.to_netcdf(tmp_path / "e", tmp_path / "e.nc")
+    tiles.to_netcdf(tmp_path / "e", tmp_path / "e.nc")  # its own copy is replaced
+    with xr.open_dataset(tmp_path / "e.nc") as copy:
+        assert copy["effect"].dims == ("time", "y", "x") and copy["effect"].dtype == np.float32
+        assert copy["effect"].encoding["chunksizes"] == (40, 4, 5)
+        written = xr.open_zarr(tmp_path / "e")
+        np.testing.assert_array_equal(copy["effect"].values, written["effect"].values)
+        assert np.isfinite(copy["effect"].values).sum() == np.isfinite(grid).sum()
+        assert copy.attrs["kgcm_effects_key"] == written.attrs["kgcm_effects_key"]
+    (tmp_path / "mine.nc").write_text("not ours")
+    with pytest.raises(OutputError, match="not written by this kgcm"):
+        tiles.to_netcdf(tmp_path / "e", tmp_path / "mine.nc")
+    assert (tmp_path / "mine.nc").read_text() == "not ours"
+    with pytest.raises(InputError, match="not a kgcm effects store"):
+        tiles.to_netcdf(store, tmp_path / "x.nc")
+
+
 def test_bad_input_is_refused(fitted, tmp_path) -> None:
     root, store, _ = fitted
     overlapping = StreamedUnits(store, window=20, stride=10)
@@ -169,11 +231,20 @@ def test_kgcm_effect_tiles_writes_what_kgcm_effect_computes_in_memory(
     # on a local dask cluster of one worker process (the model and store loaded there), or
     # in this process
     res = runner.invoke(app, ["effect", str(run), "--tiles", "--workers", workers,
-                              "--allow-weak-overlap", "--no-progress"])  # fmt: skip
+                              "--allow-weak-overlap", "--no-progress",
+                              "--netcdf", str(tmp_path / "copy.nc")])  # fmt: skip
     assert res.exit_code == 0, res.output
-    written = xr.open_zarr(tmp_path / "run-effects.zarr")["effect"].values
+    store_out = xr.open_zarr(tmp_path / "run-effects.zarr")
+    written = store_out["effect"].values
     assert np.array_equal(np.isnan(written), np.isnan(whole)) and np.isfinite(written).any()
     np.testing.assert_allclose(written, whole, rtol=1e-5, atol=1e-6, equal_nan=True)
+    # the overlap diagnostic per cell-day, where there are effects; the NetCDF copy holds both
+    shift = store_out[tiles.SHIFT].values
+    assert np.array_equal(np.isnan(shift), np.isnan(written)) and np.nanmin(shift) >= 0
+    assert "overlap_r2" in store_out.attrs
+    with xr.open_dataset(tmp_path / "copy.nc") as copy:
+        np.testing.assert_array_equal(copy[tiles.SHIFT].values, shift)
+        np.testing.assert_array_equal(copy["effect"].values, written)
     # the pre-window state and the bounded outcome came from the run's design
     assert (run / "design.json").is_file()
     res = runner.invoke(app, ["effect", str(run), "--scheduler", "tcp://x:1"])

@@ -297,6 +297,10 @@ def effect(
     restart: Annotated[
         bool, typer.Option("--restart", help="--tiles: start the output over.")
     ] = False,
+    netcdf: Annotated[
+        Path | None,
+        typer.Option(help="--tiles: also copy the finished Zarr store into this NetCDF file."),
+    ] = None,
 ) -> None:
     """Effects of a treatment scenario with intervals, written as CF NetCDF plus figures:
     seasonal means, the effect by day of year, one year in detail (and maps for a grid).
@@ -314,8 +318,8 @@ def effect(
             scenario = Scenario(kind="scale", value=scale)
         elif shift is not None:
             scenario = Scenario(kind="shift", value=shift)
-        if not tiles and (scheduler is not None or workers is not None or restart):
-            raise ConfigError("--scheduler, --workers and --restart go with --tiles.")
+        if not tiles and (scheduler is not None or workers is not None or restart or netcdf):
+            raise ConfigError("--scheduler, --workers, --restart and --netcdf go with --tiles.")
         if tiles:
             if units != "all" or year is not None:
                 raise ConfigError("--tiles computes every unit; --units and --year do not apply.")
@@ -324,7 +328,7 @@ def effect(
             return run_tiled_effect(
                 run, scenario=scenario, out=out, alpha=alpha, scheduler=scheduler,
                 workers=workers, restart=restart, allow_weak_overlap=allow_weak_overlap,
-                progress=progress and sys.stderr.isatty(), log=log,
+                progress=progress and sys.stderr.isatty(), netcdf=netcdf, log=log,
             )  # fmt: skip
         return run_effect(
             run,

@@ -20,6 +20,14 @@ the estimator gives intervals) on ``(time, y, x)``:
 - **Windows.** Windows must not overlap (``stride >= window``): each day of a cell gets the
   effect of the one window holding it. Days no window covers (the tail of the series, land)
   stay NaN.
+- **Overlap.** Given the report of :func:`kgcm.check_overlap` on a sample of the units
+  (``overlap=``), the output also holds ``treatment_shift_sd``: the scenario's change of the
+  treatment, ``|T1 - T0|``, in units of the report's residual sd of ``T`` given the covariates,
+  per cell and day; cells above ``SHIFT_SD_MAX`` (2) are read from a region of treatments the
+  data rarely show at those covariates. The report itself goes into the attributes
+  (``overlap_*``), with ``overlap_warning`` when it was not ok.
+- **NetCDF.** :func:`to_netcdf` copies a finished store into one compressed CF NetCDF file,
+  chunk by chunk (memory bounded by a chunk), written beside and renamed.
 """
 
 from __future__ import annotations
@@ -29,19 +37,31 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
-from kgcm.errors import ConfigError, InputError, OutputError
+from kgcm.errors import ConfigError, DataError, InputError, OutputError
 from kgcm.streaming import Block, StreamedUnits
 from kgcm.treatments import Scenario
 
-__all__ = ["UnitTiles", "empty_grids", "place", "tiled_effects"]
+__all__ = [
+    "SHIFT",
+    "UnitTiles",
+    "effect_values",
+    "empty_grids",
+    "place",
+    "shift_values",
+    "tiled_effects",
+    "to_netcdf",
+]
 
 _DONE = ".kgcm-blocks"
+#: the per cell-day overlap diagnostic: the scenario's treatment change in residual sd
+SHIFT = "treatment_shift_sd"
 
 
 class UnitTiles:
@@ -54,17 +74,43 @@ class UnitTiles:
         return self.units.fingerprint()
 
     def block_grids(
-        self, est: Any, block: Block, scenario: Scenario, alpha: float, names: list[str]
+        self,
+        est: Any,
+        block: Block,
+        scenario: Scenario,
+        alpha: float,
+        names: list[str],
+        residual_sd: float | None = None,
     ) -> dict[str, np.ndarray]:
         from kgcm.experiments.evaluation import estimate
 
         grids = empty_grids(block, names)
         seqs = self.units.units(block)
         if seqs is not None:
-            got = estimate(est, seqs.X, seqs.T, scenario.apply(seqs.T), alpha=alpha)
-            place(grids, block, seqs.cells, seqs.starts, self.units.window,
-                  dict(zip(names, (got.effect, got.lower, got.upper), strict=False)))  # fmt: skip
+            T1 = scenario.apply(seqs.T)
+            got = estimate(est, seqs.X, seqs.T, T1, alpha=alpha)
+            values = effect_values(names, got)
+            values.update(shift_values(seqs.T, T1, residual_sd))
+            place(grids, block, seqs.cells, seqs.starts, self.units.window, values)
         return grids
+
+
+def shift_values(T0: np.ndarray, T1: np.ndarray, residual_sd: float | None) -> dict[str, Any]:
+    """``{SHIFT: |T1 - T0| / residual_sd}`` per unit and step; empty without a residual sd."""
+    if residual_sd is None:
+        return {}
+    return {SHIFT: np.abs(np.asarray(T1) - np.asarray(T0)) / residual_sd}
+
+
+def effect_values(names: list[str], got: Any) -> dict[str, np.ndarray]:
+    """The effect and its interval bounds of an estimate, by their names among ``names``."""
+    bounds = (got.effect, got.lower, got.upper)
+    return dict(zip([n for n in names if n != SHIFT], bounds, strict=False))
+
+
+def _names(intervals: bool, shift: bool) -> list[str]:
+    names = ["effect", "effect_lower", "effect_upper"] if intervals else ["effect"]
+    return [*names, SHIFT] if shift else names
 
 
 def empty_grids(block: Block, names: list[str]) -> dict[str, np.ndarray]:
@@ -100,13 +146,16 @@ def tiled_effects(
     client: Any | None = None,
     progress: bool | None = None,
     restart: bool = False,
+    overlap: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write the effects of ``scenario`` over every unit of ``units`` to the Zarr store
     ``out`` (module docstring); returns its path.
 
     ``model`` is the path of a saved estimator (``est.save(path)``); ``client`` a
     ``dask.distributed.Client`` or None (this process); ``progress`` shows a bar (None: when
-    stderr is a terminal).
+    stderr is a terminal); ``overlap`` the report of :func:`kgcm.check_overlap` (a mapping, as
+    ``OverlapReport.to_dict()`` gives it) on a sample of the units under this scenario: the
+    output then holds the per cell-day shift and the report's figures.
     """
     from kgcm.estimators import load
 
@@ -121,13 +170,14 @@ def tiled_effects(
         )
     if not 0 < alpha < 1:
         raise ConfigError(f"alpha must be in (0, 1); got {alpha!r}.")
+    residual_sd = _residual_sd(overlap)
     model_path = Path(model)
     est = load(model_path)  # refused here, once, if it is not a model
-    intervals = bool(est.gives_intervals())
+    names = _names(bool(est.gives_intervals()), residual_sd is not None)
     out_path = Path(out)
-    key = _key(model_path, source, scenario, alpha)
+    key = _key(model_path, source, scenario, alpha, residual_sd)
     blocks = units.blocks()
-    _open_output(out_path, units, key, intervals, restart)
+    _open_output(out_path, units, key, names, restart, len(blocks), overlap)
     done_dir = out_path / _DONE
     done_dir.mkdir(exist_ok=True)  # also after a run killed between template and markers
     todo = [i for i in range(len(blocks)) if not (done_dir / str(i)).exists()]
@@ -138,7 +188,8 @@ def tiled_effects(
     with progress_bar(show, "effects by block", len(blocks), completed=done) as advance:
         if client is None:
             for i in todo:
-                _block_effects(str(model_path), source, scenario, alpha, str(out_path), i)
+                _block_effects(str(model_path), source, scenario, alpha, residual_sd,
+                               str(out_path), i)  # fmt: skip
                 advance()
         else:
             import uuid
@@ -148,7 +199,8 @@ def tiled_effects(
             token = uuid.uuid4().hex[:8]  # a fresh task name per call: no stale futures
             futures = [
                 client.submit(
-                    _block_effects, str(model_path), source, scenario, alpha, str(out_path), i,
+                    _block_effects, str(model_path), source, scenario, alpha, residual_sd,
+                    str(out_path), i,
                     key=f"kgcm-effects-{key}-{i}-{token}", pure=False,
                 )
                 for i in todo
@@ -159,14 +211,50 @@ def tiled_effects(
     return out_path
 
 
-def _key(model: Path, source: Any, scenario: Scenario, alpha: float) -> str:
+def _residual_sd(overlap: Mapping[str, Any] | None) -> float | None:
+    if overlap is None:
+        return None
+    sd = overlap.get("residual_sd") if isinstance(overlap, Mapping) else None
+    if not isinstance(sd, int | float) or not np.isfinite(sd) or sd <= 0:
+        raise InputError(
+            "overlap must be the report of kgcm.check_overlap as a mapping "
+            f"(OverlapReport.to_dict()), with a positive residual_sd; got {overlap!r:.200}."
+        )
+    return float(sd)
+
+
+def _key(
+    model: Path, source: Any, scenario: Scenario, alpha: float, residual_sd: float | None
+) -> str:
     h = hashlib.sha256()
     h.update(model.read_bytes())
-    h.update(repr((source.fingerprint(), scenario.describe(), alpha)).encode())
+    h.update(repr((source.fingerprint(), scenario.describe(), alpha, residual_sd)).encode())
     return h.hexdigest()[:16]
 
 
-def _open_output(out: Path, units: StreamedUnits, key: str, intervals: bool, restart: bool) -> None:
+def _overlap_attrs(overlap: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The report as attributes NetCDF can hold too (no booleans, no None)."""
+    if overlap is None:
+        return {}
+    attrs: dict[str, Any] = {"overlap_ok": int(bool(overlap.get("ok")))}
+    for name in ("r2", "shift_sd", "residual_sd", "r2_max", "shift_max"):
+        if isinstance(overlap.get(name), int | float):
+            attrs[f"overlap_{name}"] = float(overlap[name])
+    attrs["overlap_message"] = str(overlap.get("message", ""))
+    if not overlap.get("ok"):
+        attrs["overlap_warning"] = attrs["overlap_message"]
+    return attrs
+
+
+def _open_output(
+    out: Path,
+    units: StreamedUnits,
+    key: str,
+    names: list[str],
+    restart: bool,
+    n_blocks: int,
+    overlap: Mapping[str, Any] | None,
+) -> None:
     """Create the output's template (NaN everywhere, chunks = blocks), or check that an
     existing one was started with the same settings."""
     if out.exists():
@@ -192,16 +280,18 @@ def _open_output(out: Path, units: StreamedUnits, key: str, intervals: bool, res
     chunks = (units.starts_per_block * units.stride, *units.tile)
     import dask.array as da
 
-    names = ["effect", "effect_lower", "effect_upper"] if intervals else ["effect"]
     fields = {n: (("time", "y", "x"), da.full(shape, np.nan, dtype="float32", chunks=chunks))
               for n in names}  # fmt: skip
     template = xr.Dataset(
         fields,
         coords={c: ds[c] for c in ds.coords if set(ds[c].dims) <= {"time", "y", "x"}},
         attrs={
+            "Conventions": "CF-1.8",
             "kgcm_effects_key": key,
+            "kgcm_blocks": n_blocks,
             "title": "kgcm effects of a scenario, per cell and day",
             "scenario_stride": units.stride,
+            **_overlap_attrs(overlap),
         },
     )
     outcome = units.options["outcome"]
@@ -209,6 +299,12 @@ def _open_output(out: Path, units: StreamedUnits, key: str, intervals: bool, res
     for n in names:
         long_name = f"{n.replace('_', ' ')} of {outcome}"
         template[n].attrs = {"units": units_attr, "long_name": long_name}
+    if SHIFT in names:
+        template[SHIFT].attrs = {
+            "units": "1",
+            "long_name": "the scenario's treatment change |T1 - T0| in residual sd of the "
+            "treatment given the covariates (overlap; above 2: outside the observed support)",
+        }
     out.parent.mkdir(parents=True, exist_ok=True)
     template.to_zarr(out, compute=False, mode="w")
     (out / _DONE).mkdir()
@@ -228,13 +324,19 @@ def _model(path: str) -> Any:
 
 
 def _block_effects(
-    model: str, source: Any, scenario: Scenario, alpha: float, out: str, index: int
+    model: str,
+    source: Any,
+    scenario: Scenario,
+    alpha: float,
+    residual_sd: float | None,
+    out: str,
+    index: int,
 ) -> int:
     """Effects of block ``index`` written into its region of ``out``; runs in a worker."""
     block: Block = source.units.blocks()[index]
     est = _model(model)
-    names = ["effect", "effect_lower", "effect_upper"] if est.gives_intervals() else ["effect"]
-    grids = source.block_grids(est, block, scenario, alpha, names)
+    names = _names(bool(est.gives_intervals()), residual_sd is not None)
+    grids = source.block_grids(est, block, scenario, alpha, names, residual_sd)
     part = xr.Dataset({n: (("time", "y", "x"), g) for n, g in grids.items()})
     part.to_zarr(out, region={"time": block.steps, "y": block.y, "x": block.x})
     marker = Path(out) / _DONE / str(index)
@@ -242,3 +344,44 @@ def _block_effects(
         json.dumps({"cells_with_effects": int(np.isfinite(grids["effect"]).any(0).sum())})
     )
     return index
+
+
+def _is_effects_netcdf(path: Path) -> bool:
+    try:
+        with xr.open_dataset(path) as ds:
+            return "kgcm_effects_key" in ds.attrs
+    except Exception:
+        return False
+
+
+def to_netcdf(store: str | os.PathLike[str], path: str | os.PathLike[str]) -> Path:
+    """Copy a finished effects store (every block written) into one NetCDF file at ``path``:
+    compressed float32, the store's chunks as NetCDF chunks, read and written chunk by chunk.
+    The file is written beside ``path`` and renamed; an existing ``path`` is replaced only if
+    it is such a copy."""
+    from kgcm._io import output_file
+
+    store = Path(store)
+    try:
+        ds = xr.open_zarr(store)
+    except Exception as exc:
+        raise InputError(f"{store} is not a kgcm effects store ({type(exc).__name__}).") from exc
+    if "kgcm_effects_key" not in ds.attrs or "kgcm_blocks" not in ds.attrs:
+        raise InputError(f"{store} is not a kgcm effects store written by this kgcm version.")
+    done_dir = store / _DONE
+    done = len(list(done_dir.iterdir())) if done_dir.is_dir() else 0
+    if done < int(ds.attrs["kgcm_blocks"]):
+        raise DataError(
+            f"{store} holds {done} of its {ds.attrs['kgcm_blocks']} blocks; finish it first "
+            "(run the same kgcm effect --tiles command again: it resumes)."
+        )
+    encoding = {}
+    for name, var in ds.variables.items():
+        var.encoding = {}
+        if name in ds.data_vars:
+            chunks = tuple(c[0] for c in ds[name].chunks or ())
+            encoding[name] = {"zlib": True, "complevel": 4, "dtype": "float32",
+                              "_FillValue": np.float32(np.nan), "chunksizes": chunks}  # fmt: skip
+    with output_file(Path(path), _is_effects_netcdf) as tmp:
+        ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
+    return Path(path)

@@ -31,7 +31,7 @@ from kgcm.bounds import OutcomeTransform
 from kgcm.errors import ConfigError, DataError
 from kgcm.experiments.outcome import OutcomeDesign
 from kgcm.streaming import Block, StreamedUnits
-from kgcm.tiles import empty_grids, place, tiled_effects
+from kgcm.tiles import effect_values, empty_grids, place, shift_values, tiled_effects, to_netcdf
 from kgcm.treatments import Scenario
 
 __all__ = ["RunTiles", "run_tiled_effect"]
@@ -67,7 +67,13 @@ class RunTiles:
         return self.units.units(block, before=self.design.prewindow_state)
 
     def block_grids(
-        self, est: Any, block: Block, scenario: Scenario, alpha: float, names: list[str]
+        self,
+        est: Any,
+        block: Block,
+        scenario: Scenario,
+        alpha: float,
+        names: list[str],
+        residual_sd: float | None = None,
     ) -> dict[str, np.ndarray]:
         from kgcm.experiments.evaluation import estimate
 
@@ -76,12 +82,14 @@ class RunTiles:
         if seqs is None:
             return grids
         X = self.design.covariates(seqs, np.zeros(0, dtype=np.int64)).values
-        got = estimate(est, X, seqs.T, scenario.apply(seqs.T), alpha=alpha)
-        moved = {
+        T1 = scenario.apply(seqs.T)
+        got = estimate(est, X, seqs.T, T1, alpha=alpha)
+        values = {
             name: self.design.transform.counterfactual(seqs.Y, d) - seqs.Y
-            for name, d in zip(names, (got.effect, got.lower, got.upper), strict=False)
+            for name, d in effect_values(names, got).items()
         }
-        place(grids, block, seqs.cells, seqs.starts, self.units.window, moved)
+        values.update(shift_values(seqs.T, T1, residual_sd))
+        place(grids, block, seqs.cells, seqs.starts, self.units.window, values)
         return grids
 
 
@@ -96,12 +104,15 @@ def run_tiled_effect(
     restart: bool = False,
     allow_weak_overlap: bool = False,
     progress: bool | None = None,
+    netcdf: str | os.PathLike[str] | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Effects of a scenario for every unit of a fit run's store, written to Zarr tile by
     tile (module docstring). ``workers``: 0 runs the blocks in this process; otherwise a
     ``LocalCluster`` of that many one-thread worker processes (default: one per core), unless
-    ``scheduler`` names a running dask scheduler to use instead. Returns a summary."""
+    ``scheduler`` names a running dask scheduler to use instead. The store holds the overlap
+    diagnostic per cell and day (``treatment_shift_sd``) and the sample's report; ``netcdf``
+    names a NetCDF file to copy the finished store into as well. Returns a summary."""
     from kgcm._io import verify_folder
     from kgcm.experiments.fit import load_run_config
 
@@ -158,8 +169,11 @@ def run_tiled_effect(
             f"{units.tile[1]} cells; {where}")  # fmt: skip
         tiled_effects(
             run / "model.kgcm", source, scenario, out_path, alpha=alpha, client=client,
-            progress=progress, restart=restart,
+            progress=progress, restart=restart, overlap=overlap,
         )  # fmt: skip
+    if netcdf is not None:
+        log(f"copying {out_path} into {netcdf}")
+        to_netcdf(out_path, netcdf)
     summary = {
         "effects_store": str(out_path),
         "scenario": scenario.describe(),
@@ -168,8 +182,9 @@ def run_tiled_effect(
         "tile": list(units.tile),
         "seconds": round(time.perf_counter() - started, 3),
         "overlap": overlap,
+        **({"netcdf": str(netcdf)} if netcdf is not None else {}),
     }
-    log(f"wrote {out_path}")
+    log(f"wrote {out_path}" + (f" and {netcdf}" if netcdf is not None else ""))
     return summary
 
 
