@@ -150,6 +150,10 @@ class StreamedUnits(IterableDataset):
         self.scalers = scalers
         self.epoch = 0
         self.keep: tuple[int, ...] | None = None  # the block indices used (None: all)
+        # an outcome design (kgcm.experiments.outcome.OutcomeDesign, no climatology): units are
+        # presented with it (the pre-window state as a covariate, the bounded outcome's
+        # coordinate as Y), as kgcm fit presents them in memory
+        self.design: Any | None = None
         self.batch_size: int | None = None  # yield batches of this many units (loader(None))
 
     @property
@@ -254,14 +258,17 @@ class StreamedUnits(IterableDataset):
         stamp = str(ds["time"].values[0]) + str(ds["time"].values[-1]) if "time" in ds else ""
         return repr((source, sorted(self.options.items()), self.tile, self.starts_per_block,
                      self.keep, sizes, stamp, self.seed, self.shuffle, self.buffer_blocks,
-                     self.batch_size))  # fmt: skip
+                     self.batch_size, self.design))  # fmt: skip
 
-    def units(self, block: Block, *, before: bool = False) -> SequenceSet | None:
+    def units(self, block: Block, *, before: bool = False, raw: bool = False) -> SequenceSet | None:
         """The units of one block with grid cells and starts of the whole store (None when
         every unit of the block holds NaN, e.g. an all-land tile). ``before`` also keeps each
         window's pre-window outcome (``Y_before``): one stride before the block is read too,
         so the cut stays on the store's grid of starts and the block's first window has its
-        day before (the extra window cut there has none and is dropped)."""
+        day before (the extra window cut there has none and is dropped). With a ``design``
+        the units are presented with it unless ``raw``."""
+        design = None if raw else self.design
+        before = before or bool(design is not None and design.prewindow_state)
         low = max(0, block.steps.start - self.stride) if before else block.steps.start
         part = self.ds.isel(time=slice(low, block.steps.stop), y=block.y, x=block.x).load()
         try:
@@ -273,7 +280,12 @@ class StreamedUnits(IterableDataset):
             if not seqs.n_units:
                 return None
         offset = np.array([block.y.start, block.x.start])
-        return replace(seqs, cells=seqs.cells + offset, starts=seqs.starts + low)
+        seqs = replace(seqs, cells=seqs.cells + offset, starts=seqs.starts + low)
+        if design is None:
+            return seqs
+        X = design.covariates(seqs, np.zeros(0, dtype=np.int64))  # no climatology: no days
+        return replace(seqs, X=X.values, feature_names=tuple(str(f) for f in X["feature"].values),
+                       Y=design.target(seqs, np.zeros(0, dtype=np.int64)))  # fmt: skip
 
     # ---- the work split -------------------------------------------------------------------
     def set_epoch(self, epoch: int) -> None:

@@ -91,6 +91,9 @@ class FitConfig:
     estimator : name and parameters (library defaults unless set).
     scenario : the default treatment scenario of ``kgcm effect``.
     alpha : interval level ``1 − alpha``.
+    stream : train from the store block by block without loading it
+        (:mod:`kgcm.experiments.streamed`): whole spatial tiles held out, the model's own
+        intervals, effects with ``kgcm effect --tiles``.
     """
 
     data: str = "data/prepared.zarr"
@@ -114,6 +117,7 @@ class FitConfig:
     estimator: EstimatorConfig = field(default_factory=_library_defaults)
     scenario: Scenario = field(default_factory=Scenario)
     alpha: float = 0.05
+    stream: bool = False
 
     def __post_init__(self) -> None:
         if self.split not in ("cell", "unit", "time"):
@@ -217,11 +221,7 @@ def _prepare(
     else:
         train_idx, test_idx = split
     attrs = dict(ds[config.outcome].attrs)
-    lower, upper = (
-        physical_bounds(config.outcome, attrs) if config.bounds == "auto" else (None,) * 2
-    )
-    lower = config.lower_bound if config.lower_bound is not None else lower
-    upper = config.upper_bound if config.upper_bound is not None else upper
+    lower, upper = _bounds(config, attrs)
     doy = ds["time"].dt.day_of_year.values.astype(np.int64)
     design = design_outcome(
         seqs,
@@ -344,6 +344,8 @@ def _run_fit(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     base = Path(base_dir) if base_dir is not None else None
+    if config.stream:
+        return _run_streamed(config, out, base, log, allow_weak_overlap)
     started = time.perf_counter()
     prep = _prepare(config, base, log)
     seqs = prep.seqs
@@ -417,6 +419,48 @@ def _run_fit(
         seconds={"fit": round(fit_s, 3)}, overlap=overlap,
     )  # fmt: skip
     _log_scores(log, config, scores, prep.units, scale)
+    log(f"wrote {out}")
+    return FitResult(out_dir=out, metrics=metrics)
+
+
+def _bounds(config: FitConfig, attrs: dict[str, Any]) -> tuple[float | None, float | None]:
+    lower, upper = (
+        physical_bounds(config.outcome, attrs) if config.bounds == "auto" else (None,) * 2
+    )
+    lower = config.lower_bound if config.lower_bound is not None else lower
+    upper = config.upper_bound if config.upper_bound is not None else upper
+    return lower, upper
+
+
+def _run_streamed(
+    config: FitConfig, out: Path, base: Path | None, log: Log, allow_weak_overlap: bool
+) -> FitResult:
+    """``stream = true``: the fit of :mod:`kgcm.experiments.streamed`, and the run's files."""
+    from kgcm.experiments.outputs import write_run_json
+    from kgcm.experiments.streamed import check_streamable, run_streamed_fit
+    from kgcm.prepare import open_prepared
+
+    check_streamable(config)
+    data = _data_path(config, base)
+    attrs = dict(open_prepared(data)[config.outcome].attrs)
+    metrics = run_streamed_fit(
+        config, data, out, log=log, allow_weak_overlap=allow_weak_overlap,
+        lower=_bounds(config, attrs)[0], upper=_bounds(config, attrs)[1],
+    )  # fmt: skip
+    if not metrics:  # another process of a DDP run: rank 0 writes
+        return FitResult(out_dir=out, metrics={})
+    atomic_write_text(out / "config.toml", dump_toml(_with_absolute_data(config, base)))
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    write_run_json(
+        out, command="fit", seed=config.seed, estimator=config.estimator.name,
+        seconds={"fit": metrics["fit_seconds"]}, overlap=metrics["overlap"],
+    )  # fmt: skip
+    scores = [ReferenceScore(config.estimator.name, "the fitted estimator",
+                             metrics["factual_rmse_test"], metrics["skill_test"])]  # fmt: skip
+    scores += [ReferenceScore(k, v["description"], v["rmse"], v["skill"])
+               for k, v in metrics["references"].items()]  # fmt: skip
+    _log_scores(log, config, scores, str(attrs.get("units", "")), metrics["outcome_sd_test"])
+    log("no fit figure for a streamed fit; effects: kgcm effect RUN --tiles")
     log(f"wrote {out}")
     return FitResult(out_dir=out, metrics=metrics)
 
@@ -502,11 +546,19 @@ def _with_absolute_data(config: FitConfig, base: Path | None) -> FitConfig:
     return replace(config, data=str(_data_path(config, base).resolve()))
 
 
-def load_run_config(run_dir: str | os.PathLike[str]) -> FitConfig:
+def load_run_config(run_dir: str | os.PathLike[str], *, units: bool = False) -> FitConfig:
+    """A fit run's config; ``units``: the caller reloads the run's units in memory, which a
+    streamed run (no unit split) refuses with the command that computes its effects."""
     path = Path(run_dir) / "config.toml"
     if not path.is_file():
         raise DataError(f"{run_dir} is not a kgcm fit run (no config.toml); run kgcm fit first.")
-    return from_dict(FitConfig, read_mapping(path))
+    config = from_dict(FitConfig, read_mapping(path))
+    if units and config.stream:
+        raise DataError(
+            f"{run_dir} was fitted streamed (stream = true) and keeps no unit split: its units "
+            f"are read block by block. Compute its effects with kgcm effect {run_dir} --tiles."
+        )
+    return config
 
 
 @dataclass(frozen=True)
@@ -536,7 +588,7 @@ def load_run(run_dir: str | os.PathLike[str], *, log: Log = print) -> LoadedRun:
     from kgcm.estimators import load
 
     run = Path(run_dir)
-    config = load_run_config(run)
+    config = load_run_config(run, units=True)
     est = load(run / "model.kgcm")
     try:
         with np.load(run / "split.npz") as saved:
@@ -623,7 +675,7 @@ def run_effect(
         isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 < alpha < 1
     ):
         raise ConfigError(f"alpha must be a number in (0, 1), e.g. 0.05; got {alpha!r}.")
-    load_run_config(run)
+    load_run_config(run, units=True)
     if read_marker(run) is None and (run / "model.kgcm").is_file():
         log(f"note: {run} predates kgcm's output manifests; recording its files now")
         write_marker(run, "fit")

@@ -193,17 +193,10 @@ def _sample_overlap(
 ) -> dict[str, Any]:
     """:func:`kgcm.check_overlap` of the scenario on the units of blocks drawn at random (up
     to ``OVERLAP_SAMPLE`` units): the store is never loaded whole."""
+    from kgcm.experiments.streamed import sample_units
     from kgcm.overlap import require_overlap
 
-    blocks = source.units.blocks()
-    order = np.random.default_rng(seed).permutation(len(blocks))  # spread over the grid
-    parts: list[Any] = []
-    for i in order:
-        if sum(p.n_units for p in parts) >= OVERLAP_SAMPLE:
-            break
-        seqs = source.block_units(blocks[i])
-        if seqs is not None:
-            parts.append(seqs)
+    parts = sample_units(source.units, seed, limit=OVERLAP_SAMPLE, read=source.block_units)
     if not parts:
         raise DataError("every unit of the store holds NaN: there is nothing to compute.")
     T = np.concatenate([p.T for p in parts])[:OVERLAP_SAMPLE]
