@@ -105,3 +105,14 @@ def test_a_streamed_fit_refuses_what_it_cannot_stream(store, tmp_path, settings,
         run_fit(_config(store, **settings), tmp_path / "run", log=lambda m: None,
                 allow_weak_overlap=True)  # fmt: skip
     assert not (tmp_path / "run").exists()
+
+
+def test_a_streamed_fit_needs_three_tiles_and_says_how_to_get_them(tmp_path) -> None:
+    from kgcm.experiments.fit import run_fit
+
+    ds = simulate_arctic(ny=6, nx=6, days=60, seed=3).dataset
+    ds.attrs["kgcm_prepare_config"] = "{}"
+    ds.chunk({"time": 30, "y": 6, "x": 3}).to_zarr(tmp_path / "two.zarr", consolidated=True)
+    with pytest.raises(ConfigError, match=r"2 spatial tile\(s\).*smaller y/x chunks"):
+        run_fit(_config(tmp_path / "two.zarr"), tmp_path / "run", log=lambda m: None,
+                allow_weak_overlap=True)  # fmt: skip

@@ -116,6 +116,14 @@ def run_streamed_fit(
         covariates=config.covariates, static=config.static, calendar=config.calendar,
         window=config.window, stride=config.stride or None, seed=config.seed,
     )  # fmt: skip
+    n_tiles = len({(b.y.start, b.x.start) for b in units.blocks()})
+    if n_tiles < 3:
+        raise ConfigError(
+            f"the store's y/x chunks make {n_tiles} spatial tile(s) of {units.tile[0]} x "
+            f"{units.tile[1]} cells; a streamed fit holds out whole tiles for testing and for "
+            "early stopping and needs at least 3. Prepare the store with smaller y/x chunks "
+            "(kgcm prepare: [chunks] y = ..., x = ...), or set stream = false."
+        )
     train, test = units.hold_out(config.test_fraction, seed=config.seed)
     sample = sample_units(train, config.seed, read=lambda b: train.units(b, before=True))
     if not sample:
@@ -137,7 +145,6 @@ def run_streamed_fit(
             f"{config.estimator.name} cannot be fitted from a stream (it trains on units held "
             "in memory); set stream = false, or choose a recurrent estimator (kgcm estimators)."
         )
-    n_tiles = len({(b.y.start, b.x.start) for b in units.blocks()})
     log(
         f"fitting {config.estimator.name} streamed from {data} in blocks of {units.tile[0]} x "
         f"{units.tile[1]} cells ({n_tiles} tiles; {len(test.blocks())} of "
