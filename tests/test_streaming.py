@@ -129,6 +129,35 @@ def test_batched_streams_yield_every_unit_once_in_full_batches(store) -> None:
     assert sorted(keys) == sorted(_keys(single)) and len(set(keys)) == len(keys)
 
 
+def test_loader_workers_are_kept_across_epochs_and_draw_each_epoch_s_order(store) -> None:
+    from kgcm.streaming import UnitBatches
+
+    scalers = StreamedUnits(store, **OPTIONS).fit_scalers()
+
+    def epochs(workers: int) -> tuple[list[torch.Tensor], UnitBatches]:
+        train, val = StreamedUnits(store, seed=5, scalers=scalers, **OPTIONS).hold_out(0.3)
+        batches = UnitBatches(train, val, batch_size=8, num_workers=workers)
+        state = torch.get_rng_state()
+        ys = [torch.cat([b["y"] for b in batches.batches(e)]) for e in (0, 1, 2)]
+        ys.append(torch.cat([b["y"] for b in batches.validation()]))
+        # the loaders never draw from torch's global generator: a fit's dropout and draws
+        # are the same however many workers read
+        assert torch.equal(torch.get_rng_state(), state)
+        return ys, batches
+
+    inline, _ = epochs(0)
+    spawned, batches = epochs(1)
+    assert not torch.equal(inline[0], inline[1])  # each epoch its own order
+    for a, b in zip(inline, spawned, strict=True):  # the worker reads what this process would
+        assert torch.equal(a, b)
+    # one worker started per loader, kept for every epoch
+    loader = batches._loaders["train"][1]
+    assert loader.persistent_workers and loader._iterator is not None
+    workers = loader._iterator._workers
+    list(batches.batches(3))
+    assert loader._iterator._workers is workers and all(w.is_alive() for w in workers)
+
+
 def test_held_out_tiles_share_no_cell_with_the_training_tiles(store) -> None:
     stream = StreamedUnits(store, **OPTIONS)
     train, held = stream.hold_out(0.25, seed=1)

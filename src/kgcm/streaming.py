@@ -148,7 +148,9 @@ class StreamedUnits(IterableDataset):
         self.shuffle, self.seed, self.buffer_blocks = shuffle, seed, buffer_blocks
         self.rank, self.world_size = rank, world_size
         self.scalers = scalers
-        self.epoch = 0
+        self._epoch = 0
+        # with persistent loader workers the epoch is read from memory shared with them
+        self.shared_epoch: Any | None = None
         self.keep: tuple[int, ...] | None = None  # the block indices used (None: all)
         # an outcome design (kgcm.experiments.outcome.OutcomeDesign, no climatology): units are
         # presented with it (the pre-window state as a covariate, the bounded outcome's
@@ -176,9 +178,12 @@ class StreamedUnits(IterableDataset):
     def loader(self, batch_size: int | None, num_workers: int = 0, **kwargs: Any) -> Any:
         """A ``DataLoader`` over these units: batches of ``batch_size`` (None when the units
         are batched already, ``self.batch_size``), ``num_workers`` processes started with
-        ``spawn`` (Zarr's I/O thread does not survive ``fork``)."""
+        ``spawn`` (Zarr's I/O thread does not survive ``fork``). The loader draws its workers'
+        seeds from a generator of its own, never from torch's global one, so how many workers
+        read (and whether they are kept across epochs) leaves a fit's random numbers alone."""
         if num_workers:
             kwargs.setdefault("multiprocessing_context", "spawn")
+        kwargs.setdefault("generator", torch.Generator().manual_seed(int(self.seed)))
         return torch.utils.data.DataLoader(
             self, batch_size=batch_size, num_workers=num_workers, **kwargs
         )
@@ -288,9 +293,15 @@ class StreamedUnits(IterableDataset):
                        Y=design.target(seqs, np.zeros(0, dtype=np.int64)))  # fmt: skip
 
     # ---- the work split -------------------------------------------------------------------
+    @property
+    def epoch(self) -> int:
+        return int(self.shared_epoch.value) if self.shared_epoch is not None else self._epoch
+
     def set_epoch(self, epoch: int) -> None:
         """The epoch whose block order and shuffle to draw (call before each epoch)."""
-        self.epoch = int(epoch)
+        self._epoch = int(epoch)
+        if self.shared_epoch is not None:
+            self.shared_epoch.value = int(epoch)
 
     def _shard(self) -> tuple[int, int]:
         rank, world = self.rank, self.world_size
@@ -392,7 +403,11 @@ class StreamedUnits(IterableDataset):
 class UnitBatches:
     """Training batches of streamed units for :func:`kgcm.estimators.training.fit_module`:
     ``batches(epoch)`` and ``validation()`` yield dicts of ``x``, ``t``, ``y`` tensors scaled
-    by the units' scalers, read by a DataLoader of ``num_workers`` spawned processes."""
+    by the units' scalers, read by a DataLoader of ``num_workers`` spawned processes.
+
+    The workers are started once per loader (training and validation) and kept for every
+    epoch (``persistent_workers``); the epoch reaches them through shared memory, so each
+    epoch still draws its own block order and shuffle."""
 
     def __init__(
         self,
@@ -406,11 +421,30 @@ class UnitBatches:
             raise ConfigError("UnitBatches needs units with scalers (StreamedUnits(scalers=...)).")
         self.train, self.val = train, validation
         self.batch_size, self.num_workers = batch_size, num_workers
+        self._loaders: dict[str, tuple[StreamedUnits, Any]] = {}
 
-    def _read(self, units: StreamedUnits) -> Iterator[dict[str, torch.Tensor]]:
-        units = copy.copy(units)
-        units.batch_size = self.batch_size  # batched in the dataset: no per-unit collation
-        for batch in units.loader(None, self.num_workers):
+    def _loader(self, role: str, units: StreamedUnits) -> tuple[StreamedUnits, Any]:
+        """The loader of ``units`` (made once) and the copy of the units it reads."""
+        if role not in self._loaders:
+            units = copy.copy(units)
+            units.batch_size = self.batch_size  # batched in the dataset: no per-unit collation
+            kwargs: dict[str, Any] = {}
+            if self.num_workers:
+                import multiprocessing
+
+                context = multiprocessing.get_context("spawn")
+                units.shared_epoch = context.RawValue("q", units.epoch)
+                kwargs = {"persistent_workers": True, "multiprocessing_context": context}
+            self._loaders[role] = (units, units.loader(None, self.num_workers, **kwargs))
+        return self._loaders[role]
+
+    def _read(
+        self, role: str, units: StreamedUnits, epoch: int | None = None
+    ) -> Iterator[dict[str, torch.Tensor]]:
+        mine, loader = self._loader(role, units)
+        if epoch is not None:
+            mine.set_epoch(epoch)
+        for batch in loader:
             x = batch["x"]
             if x.shape[-1] == 0:  # the recurrent input needs a column: one of zeros
                 x = torch.zeros((*x.shape[:-1], 1), dtype=x.dtype)
@@ -418,10 +452,10 @@ class UnitBatches:
 
     def batches(self, epoch: int) -> Iterator[dict[str, torch.Tensor]]:
         self.train.set_epoch(epoch)
-        return self._read(self.train)
+        return self._read("train", self.train, epoch)
 
     def validation(self) -> Iterator[dict[str, torch.Tensor]]:
-        return self._read(self.val)
+        return self._read("validation", self.val)
 
     def fingerprint(self) -> str:
         return repr((self.train.fingerprint(), self.val.fingerprint(), self.batch_size))
