@@ -52,7 +52,8 @@ def test_a_streamed_fit_scores_its_held_out_tiles_as_the_saved_model_predicts_th
     run_fit(config, run, log=logged.append, allow_weak_overlap=True)
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["stream"] is True and not (run / "split.npz").exists()
-    assert {"climatology_recent", "persistence"} <= set(metrics["references"])
+    assert list(metrics["references"])[:2] == ["crn", "climatology_recent"]  # as in memory
+    assert {"persistence", "persistence_anomaly"} <= set(metrics["references"])
     assert metrics["references_not_computed"] == ["linear"]
     # the held-out tiles, cut in memory and presented with the run's design, predicted by the
     # saved model: the same RMSE as the streamed pass
@@ -96,6 +97,8 @@ def test_a_streamed_fit_scores_its_held_out_tiles_as_the_saved_model_predicts_th
         ({"climatology": "on"}, "climatology"),
         ({"estimator": {"name": "t-learner"}}, "cannot be fitted from a stream"),
         ({"estimator": {"name": "rmsn", "params": FAST}}, "trains in stages"),
+        ({"stride": 10}, "stride >= window"),
+        ({"test_fraction": 0.9}, "leaves 1 training tile"),
     ],
 )
 def test_a_streamed_fit_refuses_what_it_cannot_stream(store, tmp_path, settings, message) -> None:
@@ -116,3 +119,21 @@ def test_a_streamed_fit_needs_three_tiles_and_says_how_to_get_them(tmp_path) -> 
     with pytest.raises(ConfigError, match=r"2 spatial tile\(s\).*smaller y/x chunks"):
         run_fit(_config(tmp_path / "two.zarr"), tmp_path / "run", log=lambda m: None,
                 allow_weak_overlap=True)  # fmt: skip
+
+
+def test_without_the_pre_window_state_every_window_is_scored_and_no_persistence(
+    store, tmp_path
+) -> None:
+    from kgcm.experiments.fit import run_fit
+    from kgcm.sequences import to_sequences
+
+    run_fit(_config(store, prewindow_state=False), tmp_path / "run", log=lambda m: None,
+            allow_weak_overlap=True)  # fmt: skip
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert "persistence" not in metrics["references"]
+    every = to_sequences(xr.open_zarr(store), covariates=("zos", "uo", "vo"), window=20,
+                         drop_incomplete=True)  # fmt: skip
+    before = to_sequences(xr.open_zarr(store), covariates=("zos", "uo", "vo"), window=20,
+                          drop_incomplete=True, before=True)  # fmt: skip
+    # the first windows (no day before) count too: more units than with the state
+    assert metrics["n_train_units"] + metrics["n_test_units"] == every.n_units > before.n_units

@@ -156,6 +156,10 @@ def test_loader_workers_are_kept_across_epochs_and_draw_each_epoch_s_order(store
     workers = loader._iterator._workers
     list(batches.batches(3))
     assert loader._iterator._workers is workers and all(w.is_alive() for w in workers)
+    # the loader's copy of the units still pickles (outside a worker's start: the epoch's value)
+    import pickle
+
+    assert pickle.loads(pickle.dumps(batches._loaders["train"][0])).epoch == 3
 
 
 def test_held_out_tiles_share_no_cell_with_the_training_tiles(store) -> None:

@@ -173,6 +173,12 @@ class StreamedUnits(IterableDataset):
         state = dict(self.__dict__)
         if not isinstance(self.source, xr.Dataset):
             state["_opened"] = None
+        shared = state.get("shared_epoch")
+        if shared is not None:
+            from multiprocessing.context import get_spawning_popen
+
+            if get_spawning_popen() is None:  # not a loader worker's start: a plain copy
+                state["shared_epoch"], state["_epoch"] = None, int(shared.value)
         return state
 
     def loader(self, batch_size: int | None, num_workers: int = 0, **kwargs: Any) -> Any:
@@ -273,6 +279,11 @@ class StreamedUnits(IterableDataset):
         day before (the extra window cut there has none and is dropped). With a ``design``
         the units are presented with it unless ``raw``."""
         design = None if raw else self.design
+        if design is not None and design.climatology is not None:
+            raise ConfigError(
+                "streamed units take an outcome design without a day-of-year climatology "
+                "(it needs every cell's days); fit with climatology = 'off'."
+            )
         before = before or bool(design is not None and design.prewindow_state)
         low = max(0, block.steps.start - self.stride) if before else block.steps.start
         part = self.ds.isel(time=slice(low, block.steps.stop), y=block.y, x=block.x).load()

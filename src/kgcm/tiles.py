@@ -271,8 +271,9 @@ def _open_output(
             return
         if not restart:
             raise OutputError(
-                f"{out} holds effects of another model, store, scenario or level; pass "
-                "restart=True (kgcm: --restart) to start over, or choose another output."
+                f"{out} holds effects of another model, store, scenario, level or overlap "
+                "sample (or was started by another kgcm version); pass restart=True (kgcm: "
+                "--restart) to start over, or choose another output."
             )
         shutil.rmtree(out)
     ds = units.ds
@@ -359,13 +360,18 @@ def to_netcdf(store: str | os.PathLike[str], path: str | os.PathLike[str]) -> Pa
     compressed float32, the store's chunks as NetCDF chunks, read and written chunk by chunk.
     The file is written beside ``path`` and renamed; an existing ``path`` is replaced only if
     it is such a copy."""
-    from kgcm._io import output_file
-
     store = Path(store)
     try:
         ds = xr.open_zarr(store)
     except Exception as exc:
         raise InputError(f"{store} is not a kgcm effects store ({type(exc).__name__}).") from exc
+    with ds:
+        return _copy_to_netcdf(ds, store, Path(path))
+
+
+def _copy_to_netcdf(ds: xr.Dataset, store: Path, path: Path) -> Path:
+    from kgcm._io import output_file
+
     if "kgcm_effects_key" not in ds.attrs or "kgcm_blocks" not in ds.attrs:
         raise InputError(f"{store} is not a kgcm effects store written by this kgcm version.")
     done_dir = store / _DONE
@@ -382,6 +388,6 @@ def to_netcdf(store: str | os.PathLike[str], path: str | os.PathLike[str]) -> Pa
             chunks = tuple(c[0] for c in ds[name].chunks or ())
             encoding[name] = {"zlib": True, "complevel": 4, "dtype": "float32",
                               "_FillValue": np.float32(np.nan), "chunksizes": chunks}  # fmt: skip
-    with output_file(Path(path), _is_effects_netcdf) as tmp:
+    with output_file(path, _is_effects_netcdf) as tmp:
         ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
-    return Path(path)
+    return path

@@ -455,10 +455,8 @@ def _run_streamed(
         out, command="fit", seed=config.seed, estimator=config.estimator.name,
         seconds={"fit": metrics["fit_seconds"]}, overlap=metrics["overlap"],
     )  # fmt: skip
-    scores = [ReferenceScore(config.estimator.name, "the fitted estimator",
-                             metrics["factual_rmse_test"], metrics["skill_test"])]  # fmt: skip
-    scores += [ReferenceScore(k, v["description"], v["rmse"], v["skill"])
-               for k, v in metrics["references"].items()]  # fmt: skip
+    scores = [ReferenceScore(k, v["description"], v["rmse"], v["skill"])
+              for k, v in metrics["references"].items()]  # the estimator first  # fmt: skip
     _log_scores(log, config, scores, str(attrs.get("units", "")), metrics["outcome_sd_test"])
     log("no fit figure for a streamed fit; effects: kgcm effect RUN --tiles")
     log(f"wrote {out}")

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from kgcm.errors import ConfigError
+from kgcm.errors import ConfigError, InputError
 from kgcm.sequences import SequenceSet
 from kgcm.streaming import StreamedUnits
 
@@ -80,6 +80,14 @@ def check_streamable(config: Any) -> None:
         )
     from kgcm.inference import Inference
 
+    stride = config.stride or config.window
+    if stride < config.window:
+        raise ConfigError(
+            f"stream = true with overlapping windows (stride {stride} < window "
+            f"{config.window}): the effects of a streamed run come from kgcm effect --tiles, "
+            "which needs stride >= window. Set stride = 0, or stream = false."
+        )
+
     if Inference.coerce(config.estimator.inference or None).method != "model":
         raise ConfigError(
             "stream = true gives the model's own intervals (inference = 'model'); the "
@@ -111,21 +119,23 @@ def run_streamed_fit(
 
     check_streamable(config)
     started = time.perf_counter()
-    units = StreamedUnits(
-        data, outcome=config.outcome, treatment=config.treatment,
-        covariates=config.covariates, static=config.static, calendar=config.calendar,
-        window=config.window, stride=config.stride or None, seed=config.seed,
-    )  # fmt: skip
-    n_tiles = len({(b.y.start, b.x.start) for b in units.blocks()})
-    if n_tiles < 3:
+    est = make_estimator(config.estimator.name, seed=config.seed, **dict(config.estimator.params))
+    if not hasattr(est, "fit_stream"):
         raise ConfigError(
-            f"the store's y/x chunks make {n_tiles} spatial tile(s) of {units.tile[0]} x "
-            f"{units.tile[1]} cells; a streamed fit holds out whole tiles for testing and for "
-            "early stopping and needs at least 3. Prepare the store with smaller y/x chunks "
-            "(kgcm prepare: [chunks] y = ..., x = ...), or set stream = false."
+            f"{config.estimator.name} cannot be fitted from a stream (it trains on units held "
+            "in memory); set stream = false, or choose a recurrent estimator (kgcm estimators)."
         )
-    train, test = units.hold_out(config.test_fraction, seed=config.seed)
-    sample = sample_units(train, config.seed, read=lambda b: train.units(b, before=True))
+    try:
+        units = StreamedUnits(
+            data, outcome=config.outcome, treatment=config.treatment,
+            covariates=config.covariates, static=config.static, calendar=config.calendar,
+            window=config.window, stride=config.stride or None, seed=config.seed,
+        )  # fmt: skip
+    except InputError as exc:
+        raise InputError(f"{exc} Or set stream = false.") from exc
+    train, test, n_tiles = _split_tiles(units, config)
+    before = config.prewindow_state
+    sample = sample_units(train, config.seed, read=lambda b: train.units(b, before=before))
     if not sample:
         raise ConfigError("every training unit of the store holds NaN: there is nothing to fit.")
     Y = np.concatenate([s.Y for s in sample])
@@ -138,13 +148,6 @@ def run_streamed_fit(
         allow_weak=allow_weak_overlap, log=log, seed=config.seed,
     )  # fmt: skip
     names = [*sample[0].feature_names, *([design.before_name] if design.prewindow_state else [])]
-    params = dict(config.estimator.params)
-    est = make_estimator(config.estimator.name, seed=config.seed, **params)
-    if not hasattr(est, "fit_stream"):
-        raise ConfigError(
-            f"{config.estimator.name} cannot be fitted from a stream (it trains on units held "
-            "in memory); set stream = false, or choose a recurrent estimator (kgcm estimators)."
-        )
     log(
         f"fitting {config.estimator.name} streamed from {data} in blocks of {units.tile[0]} x "
         f"{units.tile[1]} cells ({n_tiles} tiles; {len(test.blocks())} of "
@@ -156,7 +159,9 @@ def run_streamed_fit(
     if distributed.world()[0] != 0:  # rank 0 alone scores and writes
         return {}
     log("scoring the held-out tiles")
-    scores = _held_out_scores(est, train, test, design, config.reference_years)
+    scores = _held_out_scores(
+        est, config.estimator.name, train, test, design, config.reference_years
+    )
     est.save(out / "model.kgcm")
     atomic_write_text(out / DESIGN_FILE, json.dumps(design_record(design), indent=2) + "\n")
     return {
@@ -167,6 +172,35 @@ def run_streamed_fit(
         "overlap": overlap,
         "stream": True,
     }
+
+
+def _split_tiles(units: StreamedUnits, config: Any) -> tuple[StreamedUnits, StreamedUnits, int]:
+    """``(train, test, n_tiles)``: whole tiles held out for the scores; refused, with the fix,
+    when too few tiles remain to train and stop early, or the held-out tiles hold no unit."""
+    tiles = lambda u: {(b.y.start, b.x.start) for b in u.blocks()}  # noqa: E731
+    n_tiles = len(tiles(units))
+    fix = (
+        "Prepare the store with smaller y/x chunks (kgcm prepare: [chunks] y = ..., x = ...), "
+        "lower test_fraction, or set stream = false."
+    )
+    if n_tiles < 3:
+        raise ConfigError(
+            f"the store's y/x chunks make {n_tiles} spatial tile(s) of {units.tile[0]} x "
+            f"{units.tile[1]} cells; a streamed fit holds out whole tiles for testing and for "
+            f"early stopping and needs at least 3. {fix}"
+        )
+    train, test = units.hold_out(config.test_fraction, seed=config.seed)
+    if len(tiles(train)) < 2:
+        raise ConfigError(
+            f"test_fraction = {config.test_fraction} of {n_tiles} tiles leaves "
+            f"{len(tiles(train))} training tile; early stopping holds out another. {fix}"
+        )
+    if not any(test.units(b) is not None for b in test.blocks()):
+        raise ConfigError(
+            f"the held-out tiles ({len(tiles(test))} of {n_tiles}) hold no complete unit (land "
+            "or gaps everywhere); choose another seed, or a larger test_fraction."
+        )
+    return train, test, n_tiles
 
 
 class _Sums:
@@ -213,7 +247,7 @@ def _training_climatology(
 
 
 def _held_out_scores(
-    est: Any, train: StreamedUnits, test: StreamedUnits, design: Any, years: int
+    est: Any, estimator: str, train: StreamedUnits, test: StreamedUnits, design: Any, years: int
 ) -> dict[str, Any]:
     """The estimator's and the references' factual RMSE on the held-out tiles, streamed."""
     from kgcm.references import skill
@@ -228,7 +262,7 @@ def _held_out_scores(
     no_days = np.zeros(0, dtype=np.int64)
     name = "estimator"
     for block in test.blocks():
-        seqs = test.units(block, before=True, raw=True)
+        seqs = test.units(block, before=design.prewindow_state, raw=True)
         if seqs is None:
             continue
         n_test += seqs.n_units
@@ -266,8 +300,14 @@ def _held_out_scores(
     return {
         "factual_rmse_test": estimator_rmse,
         "outcome_sd_test": float(np.sqrt(max(squares / n - (total / n) ** 2, 0.0))) or 1.0,
-        "skill_test": skill(estimator_rmse, clim),
-        "references": references,
+        "references": {
+            estimator: {
+                "description": "the fitted estimator",
+                "rmse": estimator_rmse,
+                "skill": skill(estimator_rmse, clim),
+            },
+            **references,
+        },
         "not_beaten": [k for k, v in references.items() if v["rmse"] <= estimator_rmse],
         "references_not_computed": ["linear"],
         "n_train_units": n_train,

@@ -37,7 +37,7 @@ from kgcm.treatments import Scenario
 __all__ = ["RunTiles", "run_tiled_effect"]
 
 DESIGN_FILE = "design.json"
-#: units of the first blocks the overlap check reads (a sample: the store is never loaded)
+#: units the overlap check reads, from blocks drawn across the grid (the store is never loaded)
 OVERLAP_SAMPLE = 20_000
 
 
@@ -162,6 +162,10 @@ def run_tiled_effect(
     alpha = config.alpha if alpha is None else alpha
     out_path = Path(out) if out is not None else run.parent / f"{run.name}-effects.zarr"
     overlap = _sample_overlap(source, scenario, allow_weak_overlap, log, config.seed)
+    per_cell: dict[str, Any] | None = overlap
+    if not overlap["residual_sd"] > 0:  # a treatment without spread at given covariates
+        log("no per-cell treatment_shift_sd: the sample's residual sd of T given X is 0")
+        per_cell = None
     blocks = len(units.blocks())
     started = time.perf_counter()
     with _client(scheduler, workers) as (client, where):
@@ -169,7 +173,7 @@ def run_tiled_effect(
             f"{units.tile[1]} cells; {where}")  # fmt: skip
         tiled_effects(
             run / "model.kgcm", source, scenario, out_path, alpha=alpha, client=client,
-            progress=progress, restart=restart, overlap=overlap,
+            progress=progress, restart=restart, overlap=per_cell,
         )  # fmt: skip
     if netcdf is not None:
         log(f"copying {out_path} into {netcdf}")
