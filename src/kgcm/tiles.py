@@ -73,6 +73,18 @@ class UnitTiles:
     def fingerprint(self) -> str:
         return self.units.fingerprint()
 
+    def block_units(self, block: Block) -> Any:
+        """The block's units (None when all of them hold NaN)."""
+        return self.units.units(block)
+
+    def covariates(self, seqs: Any) -> np.ndarray:
+        """What the estimator reads as X for these units."""
+        return seqs.X
+
+    def outcome_changes(self, seqs: Any, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The estimator's effects (and bounds) as changes of the outcome written out."""
+        return values
+
     def block_grids(
         self,
         est: Any,
@@ -82,14 +94,15 @@ class UnitTiles:
         names: list[str],
         residual_sd: float | None = None,
     ) -> dict[str, np.ndarray]:
+        """The block's effects (and bounds, and the shift) on its (time, y, x) grids."""
         from kgcm.experiments.evaluation import estimate
 
         grids = empty_grids(block, names)
-        seqs = self.units.units(block)
+        seqs = self.block_units(block)
         if seqs is not None:
             T1 = scenario.apply(seqs.T)
-            got = estimate(est, seqs.X, seqs.T, T1, alpha=alpha)
-            values = effect_values(names, got)
+            got = estimate(est, self.covariates(seqs), seqs.T, T1, alpha=alpha)
+            values = self.outcome_changes(seqs, effect_values(names, got))
             values.update(shift_values(seqs.T, T1, residual_sd))
             place(grids, block, seqs.cells, seqs.starts, self.units.window, values)
         return grids

@@ -21,7 +21,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from kgcm.bounds import OutcomeTransform
 from kgcm.errors import ConfigError, DataError
 from kgcm.experiments.outcome import OutcomeDesign
 from kgcm.streaming import Block, StreamedUnits
-from kgcm.tiles import effect_values, empty_grids, place, shift_values, tiled_effects, to_netcdf
+from kgcm.tiles import UnitTiles, tiled_effects, to_netcdf
 from kgcm.treatments import Scenario
 
 __all__ = ["RunTiles", "run_tiled_effect"]
@@ -51,12 +51,12 @@ def design_record(design: OutcomeDesign) -> dict[str, Any]:
     }
 
 
-@dataclass
-class RunTiles:
+class RunTiles(UnitTiles):
     """The blocks of a fit run's store, cut and presented as the run's units were."""
 
-    units: StreamedUnits
-    design: OutcomeDesign
+    def __init__(self, units: StreamedUnits, design: OutcomeDesign) -> None:
+        super().__init__(units)
+        self.design = design
 
     def fingerprint(self) -> str:
         return repr((self.units.fingerprint(), design_record(self.design)))
@@ -66,31 +66,13 @@ class RunTiles:
         design reads it."""
         return self.units.units(block, before=self.design.prewindow_state)
 
-    def block_grids(
-        self,
-        est: Any,
-        block: Block,
-        scenario: Scenario,
-        alpha: float,
-        names: list[str],
-        residual_sd: float | None = None,
-    ) -> dict[str, np.ndarray]:
-        from kgcm.experiments.evaluation import estimate
+    def covariates(self, seqs: Any) -> np.ndarray:
+        return self.design.covariates(seqs, np.zeros(0, dtype=np.int64)).values
 
-        grids = empty_grids(block, names)
-        seqs = self.block_units(block)
-        if seqs is None:
-            return grids
-        X = self.design.covariates(seqs, np.zeros(0, dtype=np.int64)).values
-        T1 = scenario.apply(seqs.T)
-        got = estimate(est, X, seqs.T, T1, alpha=alpha)
-        values = {
-            name: self.design.transform.counterfactual(seqs.Y, d) - seqs.Y
-            for name, d in effect_values(names, got).items()
-        }
-        values.update(shift_values(seqs.T, T1, residual_sd))
-        place(grids, block, seqs.cells, seqs.starts, self.units.window, values)
-        return grids
+    def outcome_changes(self, seqs: Any, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The counterfactual outcome minus the factual, moved in the bounded coordinate."""
+        return {n: self.design.transform.counterfactual(seqs.Y, d) - seqs.Y
+                for n, d in values.items()}  # fmt: skip
 
 
 def run_tiled_effect(
