@@ -139,7 +139,6 @@ def test_loader_workers_are_kept_across_epochs_and_draw_each_epoch_s_order(store
         batches = UnitBatches(train, val, batch_size=8, num_workers=workers)
         state = torch.get_rng_state()
         ys = [torch.cat([b["y"] for b in batches.batches(e)]) for e in (0, 1, 2)]
-        ys.append(torch.cat([b["y"] for b in batches.validation()]))
         # the loaders never draw from torch's global generator: a fit's dropout and draws
         # are the same however many workers read
         assert torch.equal(torch.get_rng_state(), state)
@@ -193,7 +192,7 @@ def test_kgcm_vae_fitted_from_a_stream_matches_the_in_memory_fit(world, monkeypa
     options = {"window": 30, "stride": 10}
     seqs = to_sequences(sim.dataset, drop_incomplete=True, **options)
     truth = sim.window_effects(1.5 * seqs.T, seqs.cells, seqs.starts, 30)
-    training = {"max_epochs": 12, "min_epochs": 12, "progress": False}
+    training = {"max_epochs": 6, "min_epochs": 6, "progress": False}
     loaded = []  # the grid sizes to_sequences is handed while streaming: one tile at a time
     cut = streaming.to_sequences
     monkeypatch.setattr(
@@ -207,11 +206,12 @@ def test_kgcm_vae_fitted_from_a_stream_matches_the_in_memory_fit(world, monkeypa
         pehe(truth, est.effect(seqs.X, T0=seqs.T, T1=1.5 * seqs.T)) for est in (in_memory, streamed)
     ]
     zero = pehe(truth, np.zeros_like(truth))
-    # measured: in memory 0.0808, streamed 0.0779, zero-effect 0.1399 (ratio 0.56)
-    assert scores[1] < 0.72 * zero
-    assert abs(scores[0] - scores[1]) < 0.2 * zero
+    # measured at 6 epochs: in memory 0.0630, streamed 0.0732, zero-effect 0.1399 (ratio 0.52,
+    # difference 0.073 of zero-effect); bounds about 1.3x those
+    assert scores[1] < 0.68 * zero
+    assert abs(scores[0] - scores[1]) < 0.1 * zero
     assert streamed.feature_names_in_ == in_memory.feature_names_in_
-    assert len(streamed.history_) == 12
+    assert len(streamed.history_) == 6
 
 
 def test_fit_stream_refuses_what_it_cannot_stream(store) -> None:
