@@ -110,6 +110,14 @@ def test_a_streamed_fit_refuses_what_it_cannot_stream(store, tmp_path, settings,
     assert not (tmp_path / "run").exists()
 
 
+def test_a_streamed_fit_names_a_missing_outcome(store, tmp_path) -> None:
+    from kgcm.errors import InputError
+    from kgcm.experiments.fit import run_fit
+
+    with pytest.raises(InputError, match="'sit' is not in"):
+        run_fit(_config(store, outcome="sit"), tmp_path / "run", log=lambda m: None)
+
+
 def test_a_streamed_fit_needs_three_tiles_and_says_how_to_get_them(tmp_path) -> None:
     from kgcm.experiments.fit import run_fit
 

@@ -32,7 +32,7 @@ import xarray as xr
 from kgcm._io import atomic_write_bytes, atomic_write_text, output_folder
 from kgcm.bounds import physical_bounds
 from kgcm.config import EstimatorConfig, dump_toml, from_dict, read_mapping
-from kgcm.errors import ConfigError, DataError, OutputError
+from kgcm.errors import ConfigError, DataError, InputError, OutputError
 from kgcm.experiments.outcome import OutcomeDesign, design_outcome
 from kgcm.references import ReferenceScore
 from kgcm.sequences import SequenceSet, split_units, to_sequences
@@ -437,15 +437,21 @@ def _run_streamed(
 ) -> FitResult:
     """``stream = true``: the fit of :mod:`kgcm.experiments.streamed`, and the run's files."""
     from kgcm.experiments.outputs import write_run_json
-    from kgcm.experiments.streamed import check_streamable, run_streamed_fit
+    from kgcm.experiments.streamed import run_streamed_fit
     from kgcm.prepare import open_prepared
 
-    check_streamable(config)
     data = _data_path(config, base)
-    attrs = dict(open_prepared(data)[config.outcome].attrs)
+    ds = open_prepared(data)
+    if config.outcome not in ds.data_vars:
+        raise InputError(
+            f"the outcome {config.outcome!r} is not in {data}; it has {sorted(ds.data_vars)}. "
+            "Set outcome = one of them."
+        )
+    attrs = dict(ds[config.outcome].attrs)
+    lower, upper = _bounds(config, attrs)
     metrics = run_streamed_fit(
-        config, data, out, log=log, allow_weak_overlap=allow_weak_overlap,
-        lower=_bounds(config, attrs)[0], upper=_bounds(config, attrs)[1],
+        config, data, out, log=log, allow_weak_overlap=allow_weak_overlap, lower=lower,
+        upper=upper,
     )  # fmt: skip
     if not metrics:  # another process of a DDP run: rank 0 writes
         return FitResult(out_dir=out, metrics={})

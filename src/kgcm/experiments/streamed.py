@@ -11,10 +11,11 @@ The in-memory fit (:mod:`kgcm.experiments.fit`) loads every unit of the store. W
   (up to ``SAMPLE_UNITS``, from blocks drawn across the grid); the pre-window state is read
   with each block. Units reach the estimator presented as in memory.
 - **Overlap.** :func:`kgcm.check_overlap` on the same kind of sample.
-- **Scores.** One streamed pass over the held-out tiles scores the estimator's factual
-  forecast and the references that need no fit over every cell: the day-of-year climatology
-  of the training tiles (every training cell's mean by day, recent and full), persistence and
-  the persisted anomaly. The ridge reference is not computed (it would hold every unit).
+- **Scores.** After training, a streamed pass over the training tiles gives their day-of-year
+  climatology (every training cell's mean by day, recent and full), and one over the held-out
+  tiles scores the estimator's factual forecast and the references that need no fit over every
+  cell: that climatology and, with the pre-window state, persistence and the persisted
+  anomaly. The ridge reference is not computed (it would hold every unit).
 - **Outputs.** ``model.kgcm``, ``config.toml``, ``design.json``, ``metrics.json`` and
   ``run.json``, without ``split.npz`` and the fit figure; its effects come from
   ``kgcm effect RUN --tiles``.
