@@ -118,7 +118,8 @@ def score_effects(
     y_pred: np.ndarray,
     interval: tuple[np.ndarray, np.ndarray] | None,
 ) -> dict[str, float]:
-    """PEHE, ATE error and factual RMSE (and coverage and width of an interval), as a dict."""
+    """PEHE, ATE error and factual RMSE (and an interval's coverage, mean width and median
+    width), as a dict."""
     row = {
         "pehe": pehe(truth, effect),
         "ate_error": ate_error(truth, effect),
@@ -127,4 +128,5 @@ def score_effects(
     if interval is not None:
         row["coverage"] = interval_coverage(truth, *interval)
         row["interval_width"] = interval_width(*interval)
+        row["median_width"] = float(np.median(interval[1] - interval[0]))
     return row
