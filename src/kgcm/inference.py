@@ -28,12 +28,26 @@ through it; no estimator overrides them.
     constructions"), and still far less than nominal: the error is mostly bias that every
     refit shares.
 
+``"parametric"``
+    The error a refit makes in a world whose effects are known: the full fit's own. The
+    estimator is refitted ``n_bootstrap`` times on the same units and treatments, with
+    outcomes simulated from the full fit: its factual prediction plus its residuals with a
+    random sign per group (a wild bootstrap by spatial block, which keeps each block's
+    residuals' size, season and correlation). The true effect of that world is the full fit's
+    effect, so each refit's effect minus it is an error with bias and spread in it. The point
+    effect stays the full fit's; the interval (:func:`parametric_interval`) is ± t ·
+    sqrt(W + E): W as above, E the mean of the refits' squared errors, t Student's quantile on
+    ``n_bootstrap`` degrees of freedom. It sees the bias the estimator makes in a world like
+    its fit; not the bias of what the fit got wrong (docs/benchmarks.md measures how much of
+    the error that leaves out).
+
 .. code-block:: python
 
     est = kgcm.KGCMVAE(seed=0).fit(Y, T, X=X, inference="bootstrap", groups=blocks)
     est = kgcm.KGCMVAE(seed=0).fit(
         Y, T, X=X, inference=kgcm.Inference("bootstrap", n_bootstrap=10), groups=blocks
     )
+    est = kgcm.KGCMVAE(seed=0).fit(Y, T, X=X, inference="parametric", groups=blocks)
 """
 
 from __future__ import annotations
@@ -48,16 +62,22 @@ from kgcm.errors import ConfigError, InputError
 
 __all__ = [
     "METHODS",
+    "REFIT_METHODS",
     "Inference",
     "block_groups",
     "bootstrap_interval",
     "check_groups",
     "describe",
     "fit_arguments",
+    "parametric_interval",
+    "refit_interval",
     "resample_groups",
+    "sign_flips",
 ]
 
-METHODS = ("model", "bootstrap")
+METHODS = ("model", "bootstrap", "parametric")
+#: the strategies that refit the estimator (``n_bootstrap`` refits, spatial ``groups``)
+REFIT_METHODS = ("bootstrap", "parametric")
 
 
 @dataclass(frozen=True)
@@ -66,13 +86,15 @@ class Inference:
 
     Attributes
     ----------
-    method : {"model", "bootstrap"}
-        The estimator's own uncertainty, or that plus a grouped bootstrap of refits.
+    method : {"model", "bootstrap", "parametric"}
+        The estimator's own uncertainty, or that plus a grouped bootstrap of refits, or plus
+        the errors of refits on outcomes simulated from the fit.
     n_bootstrap : int
-        Refits for ``"bootstrap"`` (at least 2; each costs one more fit).
+        Refits for ``"bootstrap"`` and ``"parametric"`` (at least 2; each costs one more fit).
     block : int
-        Side, in grid cells, of the spatial blocks the experiments resample together
-        (``block_groups``); read by ``kgcm fit`` and ``kgcm benchmark``, not by ``fit``.
+        Side, in grid cells, of the spatial blocks the experiments resample (or whose
+        residuals' signs they flip) together (``block_groups``); read by ``kgcm fit`` and
+        ``kgcm benchmark``, not by ``fit``.
     """
 
     method: str = "model"
@@ -140,6 +162,46 @@ def bootstrap_interval(
     return centre - half, centre + half
 
 
+def parametric_interval(
+    full: np.ndarray, refits: list[np.ndarray], alpha: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Equal-tailed ``1 − alpha`` interval ``(lower, upper)`` around the full fit's effect from
+    refits on outcomes simulated from it (the ``"parametric"`` strategy).
+
+    ``full`` holds the full fit's effect draws ``(S, ...)``, ``refits`` each refit's draws.
+    The full fit's mean effect is the truth of the simulated world, so ``E``, the mean over
+    the R refits of (refit mean − full mean)², is a mean squared error (bias included) on R
+    degrees of freedom. Half-width ``t_R(1 − alpha/2) · sqrt(W + E)``, W the variance of
+    ``full``'s draws.
+    """
+    from scipy import stats
+
+    if len(refits) < 2:
+        raise InputError(f"parametric_interval needs at least 2 refits; got {len(refits)}.")
+    centre = full.mean(axis=0)
+    within = full.var(axis=0, ddof=1) if full.shape[0] > 1 else np.zeros_like(centre)
+    errors = np.stack([r.mean(axis=0) for r in refits]) - centre
+    squared = np.mean(errors**2, axis=0)
+    half = float(stats.t.ppf(1.0 - alpha / 2.0, len(refits))) * np.sqrt(within + squared)
+    return centre - half, centre + half
+
+
+def refit_interval(
+    method: str, full: np.ndarray, refits: list[np.ndarray], alpha: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The interval of a refitting strategy (``method`` in ``REFIT_METHODS``)."""
+    if method == "parametric":
+        return parametric_interval(full, refits, alpha)
+    return bootstrap_interval(full, refits, alpha)
+
+
+def sign_flips(groups: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One random sign (±1) per group, given to each of its units: ``(n_units,)`` floats."""
+    _, inverse = np.unique(groups, return_inverse=True)
+    signs = rng.choice(np.array([-1.0, 1.0]), size=int(inverse.max()) + 1)
+    return signs[inverse.reshape(-1)]
+
+
 def block_groups(cells: np.ndarray, block: int) -> np.ndarray:
     """Group label per unit: the ``block`` × ``block`` tile of its grid cell.
 
@@ -187,8 +249,8 @@ def check_groups(groups: Any, n_units: int) -> np.ndarray | None:
     if np.unique(arr).size < 2:
         raise InputError(
             "groups holds a single label, so a grouped bootstrap would draw the same data "
-            "every time; give at least two groups (smaller blocks), or groups=None to "
-            "resample units."
+            "every time (and the parametric strategy flip every residual together); give at "
+            "least two groups (smaller blocks), or groups=None for single units."
         )
     return arr
 
@@ -197,14 +259,14 @@ def fit_arguments(inference: Any, cells: np.ndarray | None) -> dict[str, Any]:
     """The ``inference`` and ``groups`` keywords of ``fit`` for units on a grid: spatial blocks
     of ``block`` cells when bootstrapping (single units when ``cells`` is None)."""
     strategy = Inference.coerce(inference or None)
-    if strategy.method != "bootstrap":
+    if strategy.method not in REFIT_METHODS:
         return {"inference": strategy}
     spatial = cells is not None and np.asarray(cells).ndim == 2 and np.asarray(cells).shape[1]
     groups = block_groups(cells, strategy.block) if spatial else None  # a series: single units
     if groups is not None and np.unique(groups).size < 2:
         raise ConfigError(
-            f"inference.block = {strategy.block} puts every training cell in one block, so a "
-            f"block bootstrap has nothing to resample; use a smaller block."
+            f"inference.block = {strategy.block} puts every training cell in one block, so the "
+            f"{strategy.method} strategy has nothing to draw by block; use a smaller block."
         )
     return {"inference": strategy, "groups": groups}
 
@@ -219,6 +281,12 @@ def describe(inference: Any, groups: np.ndarray | None) -> str:
         if groups is not None
         else "single units"
     )
+    if strategy.method == "parametric":
+        return (
+            f"intervals: {strategy.n_bootstrap} refits on outcomes simulated from the fit, "
+            f"residual signs flipped by {what} (fitting takes {strategy.n_bootstrap + 1}x as "
+            f"long)"
+        )
     return (
         f"intervals: block bootstrap, {strategy.n_bootstrap} refits on resamples of {what} "
         f"(fitting takes {strategy.n_bootstrap + 1}x as long)"

@@ -431,21 +431,22 @@ class BaseEstimator:
         ``X (n, t, p)``. Returns ``self``.
 
         ``inference`` chooses how intervals are made (:mod:`kgcm.inference`): ``"model"``
-        (default; the estimator's own uncertainty) or ``"bootstrap"`` / ``kgcm.Inference(...)``
-        (refits on resamples of the units drawn by ``groups``, one label per unit; None
-        resamples single units)."""
-        from kgcm.inference import Inference, check_groups
+        (default; the estimator's own uncertainty), ``"bootstrap"`` (refits on resamples of
+        the units drawn by ``groups``, one label per unit; None resamples single units),
+        ``"parametric"`` (refits on outcomes simulated from this fit, residual signs flipped
+        by ``groups``) or ``kgcm.Inference(...)``."""
+        from kgcm.inference import REFIT_METHODS, Inference, check_groups
 
         strategy = Inference.coerce(inference)
-        if strategy.method == "bootstrap" and self.no_bootstrap_reason:
+        if strategy.method in REFIT_METHODS and self.no_bootstrap_reason:
             raise ConfigError(
-                f"{type(self).__name__} cannot use inference='bootstrap': "
+                f"{type(self).__name__} cannot use inference={strategy.method!r}: "
                 f"{self.no_bootstrap_reason}"
             )
-        if groups is not None and strategy.method != "bootstrap":
+        if groups is not None and strategy.method not in REFIT_METHODS:
             raise InputError(
-                "groups is read by inference='bootstrap' only (the units it resamples "
-                "together); pass inference='bootstrap' or leave groups out."
+                "groups is read by inference='bootstrap' or 'parametric' only (the units "
+                "drawn together); pass one of them or leave groups out."
             )
         data = validate_inputs(Y, T, X)
         group_labels = check_groups(groups, data.T.shape[0])
@@ -482,6 +483,8 @@ class BaseEstimator:
         refits: list[BaseEstimator] = []
         if strategy.method == "bootstrap":
             refits = self._fit_bootstrap(data, X, group_labels, strategy.n_bootstrap)
+        elif strategy.method == "parametric":
+            refits = self._fit_parametric(data, X, group_labels, strategy.n_bootstrap)
         # set together, once every refit succeeded: a failed bootstrap leaves no half state
         self.inference_, self.bootstrap_ = strategy, refits
         return self
@@ -513,6 +516,38 @@ class BaseEstimator:
                 members.append(member.fit(data.Y[idx], data.T[idx], X=x_sub))
             except KgcmError as exc:
                 raise type(exc)(f"bootstrap refit {b + 1}/{n_refits}: {exc}") from exc
+        return members
+
+    def _fit_parametric(
+        self, data: ValidatedData, X: Any, groups: np.ndarray | None, n_refits: int
+    ) -> list[BaseEstimator]:
+        """``n_refits`` copies of this estimator, each fitted (with the model strategy) on the
+        same units and treatments with outcomes simulated from this fit: its factual
+        prediction plus its residuals, their signs flipped at random by group."""
+        import sys
+
+        from kgcm.inference import sign_flips
+
+        labels = groups if groups is not None else np.arange(data.T.shape[0])
+        fitted = self.predict(X, data.T)
+        residuals = data.Y - fitted
+        params = self.get_params()
+        base_seed = int(params.get("seed", 0) or 0)
+        rng = np.random.default_rng([base_seed, 20_261_130])
+        members = []
+        for b in range(n_refits):
+            simulated = fitted + sign_flips(labels, rng)[:, None] * residuals
+            member_params = dict(params)
+            if "seed" in member_params:
+                member_params["seed"] = base_seed + 7919 * (b + 1)
+            if sys.stderr.isatty():
+                print(
+                    f"{type(self).__name__}: parametric refit {b + 1}/{n_refits}", file=sys.stderr
+                )
+            try:
+                members.append(type(self)(**member_params).fit(simulated, data.T, X=X))
+            except KgcmError as exc:
+                raise type(exc)(f"parametric refit {b + 1}/{n_refits}: {exc}") from exc
         return members
 
     def predict(self, X: Any | None, T: Any, *, factual: Any | None = None) -> np.ndarray:
@@ -586,7 +621,7 @@ class BaseEstimator:
         X_arr, T0_arr, T1_arr = self._validate_paths(X, T0, T1)
         with self._input_context(X):
             if getattr(self, "bootstrap_", None):
-                from kgcm.inference import bootstrap_interval
+                from kgcm.inference import refit_interval
 
                 effect, own = self._effect_and_draws(X_arr, T0_arr, T1_arr)
                 refits = []
@@ -595,7 +630,7 @@ class BaseEstimator:
                         refits.append(member._effect_and_draws(X_arr, T0_arr, T1_arr)[1])
                 for draws in (own, *refits):
                     self._check_finite(draws, "effect draws")
-                lower, upper = bootstrap_interval(own, refits, alpha)
+                lower, upper = refit_interval(self.inference_.method, own, refits, alpha)
                 return self._check_finite(effect, "effects"), lower, upper
             with_se = self._effect_se(X_arr, T0_arr, T1_arr)
             if with_se is not None:
@@ -800,10 +835,10 @@ class BaseEstimator:
         draws = self._forecast_draws(plan)
         effect = draws.mean(axis=0)
         if getattr(self, "bootstrap_", None):  # the refits' spread added (kgcm.inference)
-            from kgcm.inference import bootstrap_interval
+            from kgcm.inference import refit_interval
 
             refits = [m._forecast_draws(plan) for m in self.bootstrap_]
-            lower, upper = bootstrap_interval(draws, refits, alpha)
+            lower, upper = refit_interval(self.inference_.method, draws, refits, alpha)
             return effect, lower, upper
         lower, upper = np.quantile(draws, [alpha / 2.0, 1.0 - alpha / 2.0], axis=0)
         return effect, lower, upper
