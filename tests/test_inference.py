@@ -32,7 +32,7 @@ def test_coerce_accepts_names_mappings_and_itself():
 @pytest.mark.parametrize(
     ("value", "match"),
     [
-        ("bootsrap", r"one of \['model', 'bootstrap'\].*bootstrap"),
+        ("bootsrap", r"one of \['model', 'bootstrap', 'parametric'\].*bootstrap"),
         ({"method": "bootstrap", "n_bootstrap": 1}, "n_bootstrap must be an integer >= 2"),
         ({"method": "bootstrap", "n_boot": 3}, r"unknown inference setting\(s\) \['n_boot'\]"),
         ({"block": 0}, "block must be an integer >= 1"),
@@ -288,10 +288,12 @@ def test_bootstrap_intervals_cover_more_of_the_true_effects_than_the_model_alone
 def test_estimators_that_cannot_be_bootstrapped_say_why(panel, name, match):
     with pytest.raises(ConfigError, match=match):
         make(name).fit(panel["Y"], panel["T"], X=panel["X"], inference="bootstrap")
+    with pytest.raises(ConfigError, match=match.replace("'bootstrap'", "'parametric'")):
+        make(name).fit(panel["Y"], panel["T"], X=panel["X"], inference="parametric")
 
 
 def test_groups_without_a_bootstrap_are_refused(panel):
-    with pytest.raises(InputError, match="groups is read by inference='bootstrap' only"):
+    with pytest.raises(InputError, match="groups is read by inference='bootstrap' or"):
         make("s-learner").fit(panel["Y"], panel["T"], X=panel["X"], groups=np.arange(40) // 4)
 
 
@@ -385,3 +387,86 @@ def test_own_intervals_cover_the_true_effect(name):
 def test_every_interval_estimator_has_a_coverage_check():
     covered = set(COVERAGE) | {"kgcm-vae", "gst-unet", "zero-effect"}
     assert set(list_estimators(intervals=True)) <= covered
+
+
+# ---- the parametric strategy ----------------------------------------------------------------
+
+
+def test_parametric_interval_counts_a_shared_bias_the_bootstrap_cannot_see():
+    from scipy import stats
+
+    from kgcm.inference import bootstrap_interval, parametric_interval
+
+    full = np.array([[1.0, 2.0], [3.0, 2.0]])  # two draws: means 2, 2; variances 2, 0
+    # every refit misses the simulated world's effect (the full fit's) by the same +1 on the
+    # first effect: a bias with no spread, and exact on the second
+    refits = [np.array([[3.0, 2.0]]) for _ in range(3)]
+    lower, upper = parametric_interval(full, refits, 0.05)
+    t = stats.t.ppf(0.975, 3)  # R degrees of freedom: squared errors about a known centre
+    np.testing.assert_allclose(lower, [2.0 - t * np.sqrt(2.0 + 1.0), 2.0])
+    np.testing.assert_allclose(upper, [2.0 + t * np.sqrt(2.0 + 1.0), 2.0])
+    b_lo, b_up = bootstrap_interval(full[:1], refits, 0.05)  # the refits agree: no width
+    np.testing.assert_allclose(b_up - b_lo, [0.0, 0.0])
+    with pytest.raises(InputError, match="at least 2 refits"):
+        parametric_interval(full, refits[:1], 0.05)
+
+
+def test_parametric_refits_see_the_fit_plus_its_residuals_signed_by_group(panel, monkeypatch):
+    cls = estimator_class("s-learner")
+    seen: list[tuple[np.ndarray, np.ndarray]] = []
+    original = cls.fit
+
+    def recording(self, Y, T, **kw):
+        seen.append((np.array(Y, dtype=float), np.array(T, dtype=float)))
+        return original(self, Y, T, **kw)
+
+    monkeypatch.setattr(cls, "fit", recording)
+    groups = np.arange(panel["Y"].shape[0]) // 4  # 10 groups of 4 units
+    est = make("s-learner").fit(
+        panel["Y"],
+        panel["T"],
+        X=panel["X"],
+        inference={"method": "parametric", "n_bootstrap": 3},
+        groups=groups,
+    )
+    assert len(seen) == 4 and len(est.bootstrap_) == 3
+    fitted = est.predict(panel["X"], panel["T"])
+    residuals = panel["Y"] - fitted
+    flipped_somewhere = False
+    for Y_sim, T_sim in seen[1:]:
+        np.testing.assert_array_equal(T_sim, panel["T"])  # same units, same treatments
+        signs = np.sign((Y_sim - fitted)[:, 0] / residuals[:, 0])
+        np.testing.assert_allclose(Y_sim, fitted + signs[:, None] * residuals, atol=1e-9)
+        assert all(np.unique(signs[groups == g]).size == 1 for g in np.unique(groups))
+        flipped_somewhere |= bool(np.any(signs < 0) and np.any(signs > 0))
+    assert flipped_somewhere
+    # the point effect is the full fit's; the interval comes from the refits' errors
+    T1 = panel["T"] + 1.0
+    effect, lower, upper = est.effect_with_interval(panel["X"], T0=panel["T"], T1=T1)
+    point = make("s-learner").fit(panel["Y"], panel["T"], X=panel["X"])
+    np.testing.assert_allclose(effect, point.effect(panel["X"], T0=panel["T"], T1=T1))
+    assert np.all(lower <= effect) and np.all(effect <= upper) and np.mean(upper - lower) > 0
+
+
+def test_parametric_forecast_interval_and_save(tmp_path, panel):
+    from kgcm.inference import parametric_interval
+
+    K = 8
+    est = make("kgcm-vae").fit(
+        panel["Y"], panel["T"], X=panel["X"], inference={"method": "parametric", "n_bootstrap": 2}
+    )
+    T1 = panel["T"].copy()
+    T1[:, K:] += 1.0
+    X, Y = panel["X"][:, :K], panel["Y"][:, :K]
+    effect, lower, upper = est.effect_with_interval(X, T0=panel["T"], T1=T1, Y=Y)
+    assert effect.shape == lower.shape == (40, 4) and np.all(lower <= upper)
+    # the same construction as the window effects, from each member's forecast draws
+    plan = est._forecast_request(X, panel["T"], T1, Y)
+    own = est._forecast_draws(plan)
+    refits = [m._forecast_draws(plan) for m in est.bootstrap_]
+    expected = parametric_interval(own, refits, 0.05)
+    np.testing.assert_allclose(lower, expected[0])
+    np.testing.assert_allclose(upper, expected[1])
+    est.save(tmp_path / "p.kgcm")
+    back = kgcm.load(tmp_path / "p.kgcm")
+    assert back.inference_.method == "parametric" and len(back.bootstrap_) == 2

@@ -132,7 +132,7 @@ class Inference:
                 )
             return cls(**dict(value))
         raise ConfigError(
-            f"inference must be 'model', 'bootstrap', a mapping such as "
+            f"inference must be 'model', 'bootstrap', 'parametric', a mapping such as "
             f"{{method = 'bootstrap', n_bootstrap = 10}} or kgcm.Inference(...); got "
             f"{type(value).__name__} {value!r}."
         )
