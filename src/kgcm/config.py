@@ -64,7 +64,8 @@ class EstimatorConfig:
     name: str = "kgcm-vae"
     params: dict[str, Any] = field(default_factory=dict)
     #: the interval strategy (kgcm.inference): {} is the estimator's own ("model");
-    #: {method = "bootstrap", n_bootstrap = 10, block = 4} refits on spatial blocks of cells
+    #: {method = "bootstrap", n_bootstrap = 10, block = 4} refits on spatial blocks of cells;
+    #: {method = "parametric", ...} refits on outcomes simulated from the fit
     inference: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -92,8 +92,8 @@ def check_streamable(config: Any) -> None:
     if Inference.coerce(config.estimator.inference or None).method != "model":
         raise ConfigError(
             "stream = true gives the model's own intervals (inference = 'model'); the "
-            "bootstrap refits on units in memory. Remove estimator.inference, or set "
-            "stream = false."
+            "bootstrap and parametric strategies refit on units in memory. Remove "
+            "estimator.inference, or set stream = false."
         )
 
 
