@@ -467,7 +467,7 @@ def test_forecast_task_runs_and_scores(tmp_path) -> None:
     assert rows.loc["kgcm-vae", "status"] == "ok" and rows.loc["zero-effect", "status"] == "ok"
     assert 0 <= rows.loc["kgcm-vae", "coverage"] <= 1 and rows.loc["kgcm-vae", "pehe"] > 0
     # the second level, from the same fit: the 90% interval, and the median width
-    assert 0 <= rows.loc["kgcm-vae", "coverage_90"] <= rows.loc["kgcm-vae", "coverage"] + 0.05
+    assert 0 <= rows.loc["kgcm-vae", "coverage_90"] <= rows.loc["kgcm-vae", "coverage"]
     assert rows.loc["kgcm-vae", "median_width"] > 0
     assert np.isnan(rows.loc["kgcm-vae", "cf_rmse_1"])
     # the zero-effect line is the RMS of the true effect on the plan steps

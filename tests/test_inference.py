@@ -207,13 +207,13 @@ def test_benchmark_cell_bootstraps_spatial_blocks(monkeypatch):
     from kgcm.experiments import benchmark as bm
 
     seen = {}
-    original = BaseEstimator._fit_bootstrap
+    original = BaseEstimator._fit_refits
 
-    def spy(self, data, X, groups, n_refits):
+    def spy(self, method, data, X, groups, n_refits):
         seen["groups"], seen["n"] = groups, n_refits
-        return original(self, data, X, groups, n_refits)
+        return original(self, method, data, X, groups, n_refits)
 
-    monkeypatch.setattr(BaseEstimator, "_fit_bootstrap", spy)
+    monkeypatch.setattr(BaseEstimator, "_fit_refits", spy)
     dataset = bm.DatasetSpec("arctic", "arctic", {"ny": 8, "nx": 8, "days": 60})
     spec = bm.EstimatorSpec(
         "cf-rnn",
@@ -279,16 +279,24 @@ def test_bootstrap_intervals_cover_more_of_the_true_effects_than_the_model_alone
 
 
 @pytest.mark.parametrize(
-    ("name", "match"),
+    ("name", "match", "why"),
     [
-        ("gst-unet", "GSTUNet cannot use inference='bootstrap': it predicts whole grid frames"),
-        ("linear-dml", "LinearDML cannot use inference='bootstrap': EconML's standard errors"),
+        (
+            "gst-unet",
+            "GSTUNet cannot use inference='bootstrap': it predicts whole grid frames",
+            "its intervals are already a cell bootstrap",
+        ),
+        (
+            "linear-dml",
+            "LinearDML cannot use inference='bootstrap': EconML's standard errors",
+            "EconML's standard errors already carry",
+        ),
     ],
 )
-def test_estimators_that_cannot_be_bootstrapped_say_why(panel, name, match):
+def test_estimators_that_cannot_be_bootstrapped_say_why(panel, name, match, why):
     with pytest.raises(ConfigError, match=match):
         make(name).fit(panel["Y"], panel["T"], X=panel["X"], inference="bootstrap")
-    with pytest.raises(ConfigError, match=match.replace("'bootstrap'", "'parametric'")):
+    with pytest.raises(ConfigError, match=rf"cannot use inference='parametric': {why}"):
         make(name).fit(panel["Y"], panel["T"], X=panel["X"], inference="parametric")
 
 
@@ -297,7 +305,8 @@ def test_groups_without_a_bootstrap_are_refused(panel):
         make("s-learner").fit(panel["Y"], panel["T"], X=panel["X"], groups=np.arange(40) // 4)
 
 
-def test_a_failed_refit_names_itself_and_leaves_no_half_state(panel, monkeypatch):
+@pytest.mark.parametrize("method", ["bootstrap", "parametric"])
+def test_a_failed_refit_names_itself_and_leaves_no_half_state(panel, monkeypatch, method):
     est = make("s-learner").fit(panel["Y"], panel["T"], X=panel["X"])
     calls = {"n": 0}
     original = type(est)._fit
@@ -309,12 +318,12 @@ def test_a_failed_refit_names_itself_and_leaves_no_half_state(panel, monkeypatch
         return original(self, data)
 
     monkeypatch.setattr(type(est), "_fit", flaky)
-    with pytest.raises(InputError, match=r"bootstrap refit 2/4: the treatment T is constant"):
+    with pytest.raises(InputError, match=rf"{method} refit 2/4: the treatment T is constant"):
         est.fit(
             panel["Y"],
             panel["T"],
             X=panel["X"],
-            inference={"method": "bootstrap", "n_bootstrap": 4},
+            inference={"method": method, "n_bootstrap": 4},
         )
     assert est.inference_ == Inference() and est.bootstrap_ == []  # the earlier fit's state
 
@@ -441,11 +450,29 @@ def test_parametric_refits_see_the_fit_plus_its_residuals_signed_by_group(panel,
         flipped_somewhere |= bool(np.any(signs < 0) and np.any(signs > 0))
     assert flipped_somewhere
     # the point effect is the full fit's; the interval comes from the refits' errors
+    from kgcm.inference import parametric_interval
+
     T1 = panel["T"] + 1.0
     effect, lower, upper = est.effect_with_interval(panel["X"], T0=panel["T"], T1=T1)
     point = make("s-learner").fit(panel["Y"], panel["T"], X=panel["X"])
     np.testing.assert_allclose(effect, point.effect(panel["X"], T0=panel["T"], T1=T1))
-    assert np.all(lower <= effect) and np.all(effect <= upper) and np.mean(upper - lower) > 0
+    paths = (panel["X"], panel["T"], T1)
+    own = est._effect_and_draws(*paths)[1]
+    refits = [m._effect_and_draws(*paths)[1] for m in est.bootstrap_]
+    expected = parametric_interval(own, refits, 0.05)
+    np.testing.assert_allclose(lower, expected[0])
+    np.testing.assert_allclose(upper, expected[1])
+    assert np.mean(upper - lower) > 0
+
+
+def test_parametric_strategy_draws_blocks_and_says_so():
+    from kgcm.inference import describe, fit_arguments
+
+    cells = np.stack(np.meshgrid(np.arange(8), np.arange(8), indexing="ij"), -1).reshape(-1, 2)
+    args = fit_arguments({"method": "parametric", "n_bootstrap": 3, "block": 4}, cells)
+    assert args["inference"].method == "parametric" and np.unique(args["groups"]).size == 4
+    line = describe(args["inference"], args["groups"])
+    assert "3 refits on outcomes simulated from the fit" in line and "4 blocks of 4x4" in line
 
 
 def test_parametric_forecast_interval_and_save(tmp_path, panel):
@@ -470,3 +497,9 @@ def test_parametric_forecast_interval_and_save(tmp_path, panel):
     est.save(tmp_path / "p.kgcm")
     back = kgcm.load(tmp_path / "p.kgcm")
     assert back.inference_.method == "parametric" and len(back.bootstrap_) == 2
+    for a, b in zip(
+        (effect, lower, upper),
+        back.effect_with_interval(X, T0=panel["T"], T1=T1, Y=Y),
+        strict=True,
+    ):
+        np.testing.assert_allclose(a, b)

@@ -34,7 +34,11 @@ through it; no estimator overrides them.
     outcomes simulated from the full fit: its factual prediction plus its residuals with a
     random sign per group (a wild bootstrap by spatial block, which keeps each block's
     residuals' size, season and correlation). The true effect of that world is the full fit's
-    effect, so each refit's effect minus it is an error with bias and spread in it. The point
+    effect, so each refit's effect minus it is an error with bias and spread in it (for
+    KGCM-VAE, approximately: the outcomes are simulated from its posterior-mean state, the
+    effect averages posterior draws; the gap counts as error, so it errs wide). The residuals
+    are in-sample: a learner that fits its training outcomes closely leaves small ones, and
+    the simulated world then has too little noise and the interval is too narrow. The point
     effect stays the full fit's; the interval (:func:`parametric_interval`) is ± t ·
     sqrt(W + E): W as above, E the mean of the refits' squared errors, t Student's quantile on
     ``n_bootstrap`` degrees of freedom. It sees the bias the estimator makes in a world like
@@ -257,7 +261,7 @@ def check_groups(groups: Any, n_units: int) -> np.ndarray | None:
 
 def fit_arguments(inference: Any, cells: np.ndarray | None) -> dict[str, Any]:
     """The ``inference`` and ``groups`` keywords of ``fit`` for units on a grid: spatial blocks
-    of ``block`` cells when bootstrapping (single units when ``cells`` is None)."""
+    of ``block`` cells for the refitting strategies (single units when ``cells`` is None)."""
     strategy = Inference.coerce(inference or None)
     if strategy.method not in REFIT_METHODS:
         return {"inference": strategy}
@@ -272,7 +276,7 @@ def fit_arguments(inference: Any, cells: np.ndarray | None) -> dict[str, Any]:
 
 
 def describe(inference: Any, groups: np.ndarray | None) -> str:
-    """One line for logs: the strategy and, for a bootstrap, what it resamples."""
+    """One line for logs: the strategy and, for a refitting one, what it draws by."""
     strategy = Inference.coerce(inference or None)
     if strategy.method == "model":
         return "intervals: the estimator's own uncertainty (inference.method = 'model')"

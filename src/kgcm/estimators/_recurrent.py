@@ -567,7 +567,7 @@ class NeuralSequenceEstimator(MemberEnsemble, BaseEstimator):
         split (the balancing groups) from up to ``threshold_sample`` held-out units. Batches of
         ``training.batch_size`` units (256 when unset; in a DDP run each process reads its
         share) are read by a DataLoader with ``num_workers`` spawned workers. Intervals are the
-        model's own (``inference="model"``); the bootstrap refits in memory only.
+        model's own (``inference="model"``); the refitting strategies refit in memory only.
         """
         from kgcm.inference import Inference
         from kgcm.streaming import StreamedUnits, UnitBatches

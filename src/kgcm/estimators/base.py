@@ -375,6 +375,8 @@ class BaseEstimator:
     name: ClassVar[str] = ""
     #: why ``fit(..., inference="bootstrap")`` is refused for this estimator ("" = allowed)
     no_bootstrap_reason: ClassVar[str] = ""
+    #: why ``fit(..., inference="parametric")`` is refused ("" = allowed)
+    no_parametric_reason: ClassVar[str] = ""
     #: whether effects report their progress to ``kgcm._progress.report`` (1 per pass of a
     #: member network over the units; see :meth:`effect_passes`)
     reports_progress: ClassVar[bool] = False
@@ -438,10 +440,11 @@ class BaseEstimator:
         from kgcm.inference import REFIT_METHODS, Inference, check_groups
 
         strategy = Inference.coerce(inference)
-        if strategy.method in REFIT_METHODS and self.no_bootstrap_reason:
+        reason = {"bootstrap": self.no_bootstrap_reason, "parametric": self.no_parametric_reason}
+        if reason.get(strategy.method):
             raise ConfigError(
                 f"{type(self).__name__} cannot use inference={strategy.method!r}: "
-                f"{self.no_bootstrap_reason}"
+                f"{reason[strategy.method]}"
             )
         if groups is not None and strategy.method not in REFIT_METHODS:
             raise InputError(
@@ -481,73 +484,54 @@ class BaseEstimator:
             probe = slice(0, min(64, data.T.shape[0]))
             self._check_finite(self._predict(data.X[probe], data.T[probe]), "fitted predictions")
         refits: list[BaseEstimator] = []
-        if strategy.method == "bootstrap":
-            refits = self._fit_bootstrap(data, X, group_labels, strategy.n_bootstrap)
-        elif strategy.method == "parametric":
-            refits = self._fit_parametric(data, X, group_labels, strategy.n_bootstrap)
-        # set together, once every refit succeeded: a failed bootstrap leaves no half state
+        if strategy.method in REFIT_METHODS:
+            refits = self._fit_refits(strategy.method, data, X, group_labels, strategy.n_bootstrap)
+        # set together, once every refit succeeded: a failed refit leaves no half state
         self.inference_, self.bootstrap_ = strategy, refits
         return self
 
-    def _fit_bootstrap(
-        self, data: ValidatedData, X: Any, groups: np.ndarray | None, n_refits: int
+    def _fit_refits(
+        self,
+        method: str,
+        data: ValidatedData,
+        X: Any,
+        groups: np.ndarray | None,
+        n_refits: int,
     ) -> list[BaseEstimator]:
-        """``n_refits`` copies of this estimator, each fitted (with the model strategy) on a
-        resample of the units drawn with replacement by group."""
+        """``n_refits`` copies of this estimator, each fitted with the model strategy: for
+        ``"bootstrap"`` on a resample of the units drawn with replacement by group; for
+        ``"parametric"`` on the same units and treatments with outcomes simulated from this
+        fit (its factual prediction plus its in-sample residuals, their signs flipped at
+        random by group)."""
         import sys
 
-        from kgcm.inference import resample_groups
+        from kgcm.inference import resample_groups, sign_flips
 
         labels = groups if groups is not None else np.arange(data.T.shape[0])
         params = self.get_params()
         base_seed = int(params.get("seed", 0) or 0)
-        rng = np.random.default_rng([base_seed, 20_251_129])
+        stream = 20_261_130 if method == "parametric" else 20_251_129
+        rng = np.random.default_rng([base_seed, stream])
+        if method == "parametric":
+            fitted = self.predict(X, data.T)
+            residuals = data.Y - fitted
         members = []
         for b in range(n_refits):
-            idx = resample_groups(labels, rng)
+            if method == "parametric":
+                simulated = fitted + sign_flips(labels, rng)[:, None] * residuals
+                inputs = (simulated, data.T, X)
+            else:
+                idx = resample_groups(labels, rng)
+                inputs = (data.Y[idx], data.T[idx], _take_units(X, idx) if X is not None else None)
             member_params = dict(params)
             if "seed" in member_params:
                 member_params["seed"] = base_seed + 7919 * (b + 1)
             if sys.stderr.isatty():
-                print(f"{type(self).__name__}: bootstrap refit {b + 1}/{n_refits}", file=sys.stderr)
-            member = type(self)(**member_params)
-            x_sub = _take_units(X, idx) if X is not None else None
+                print(f"{type(self).__name__}: {method} refit {b + 1}/{n_refits}", file=sys.stderr)
             try:
-                members.append(member.fit(data.Y[idx], data.T[idx], X=x_sub))
+                members.append(type(self)(**member_params).fit(inputs[0], inputs[1], X=inputs[2]))
             except KgcmError as exc:
-                raise type(exc)(f"bootstrap refit {b + 1}/{n_refits}: {exc}") from exc
-        return members
-
-    def _fit_parametric(
-        self, data: ValidatedData, X: Any, groups: np.ndarray | None, n_refits: int
-    ) -> list[BaseEstimator]:
-        """``n_refits`` copies of this estimator, each fitted (with the model strategy) on the
-        same units and treatments with outcomes simulated from this fit: its factual
-        prediction plus its residuals, their signs flipped at random by group."""
-        import sys
-
-        from kgcm.inference import sign_flips
-
-        labels = groups if groups is not None else np.arange(data.T.shape[0])
-        fitted = self.predict(X, data.T)
-        residuals = data.Y - fitted
-        params = self.get_params()
-        base_seed = int(params.get("seed", 0) or 0)
-        rng = np.random.default_rng([base_seed, 20_261_130])
-        members = []
-        for b in range(n_refits):
-            simulated = fitted + sign_flips(labels, rng)[:, None] * residuals
-            member_params = dict(params)
-            if "seed" in member_params:
-                member_params["seed"] = base_seed + 7919 * (b + 1)
-            if sys.stderr.isatty():
-                print(
-                    f"{type(self).__name__}: parametric refit {b + 1}/{n_refits}", file=sys.stderr
-                )
-            try:
-                members.append(type(self)(**member_params).fit(simulated, data.T, X=X))
-            except KgcmError as exc:
-                raise type(exc)(f"parametric refit {b + 1}/{n_refits}: {exc}") from exc
+                raise type(exc)(f"{method} refit {b + 1}/{n_refits}: {exc}") from exc
         return members
 
     def predict(self, X: Any | None, T: Any, *, factual: Any | None = None) -> np.ndarray:
@@ -649,7 +633,7 @@ class BaseEstimator:
 
     def effect_passes(self) -> int:
         """How many passes over the units one ``effect``/``effect_with_interval`` call makes
-        (member networks of the fit and of every bootstrap refit): the total of the progress
+        (member networks of the fit and of every refit): the total of the progress
         an estimator with ``reports_progress`` reports."""
         self._check_fitted()
         own = len(getattr(self, "models_", ())) or 1
@@ -657,9 +641,9 @@ class BaseEstimator:
 
     def gives_intervals(self) -> bool:
         """Whether this fitted estimator gives intervals (``effect_interval``): always after a
-        bootstrap fit; otherwise the class's ``intervals`` tag, unless its settings say
-        otherwise (an ensemble of one network gives point effects only; two or more give
-        intervals even where the tag is False)."""
+        bootstrap or parametric fit; otherwise the class's ``intervals`` tag, unless its
+        settings say otherwise (an ensemble of one network gives point effects only; two or
+        more give intervals even where the tag is False)."""
         return bool(getattr(self, "bootstrap_", None)) or self._model_gives_intervals()
 
     def _model_gives_intervals(self) -> bool:
@@ -758,7 +742,7 @@ class BaseEstimator:
         return (
             f"{type(self).__name__} gives point effects only; use an estimator whose tags "
             f"include intervals=True (kgcm.list_estimators(intervals=True)), or fit with "
-            f"inference='bootstrap'."
+            f"inference='bootstrap' or 'parametric'."
         )
 
     def _point_effect(self, X: np.ndarray, T0: np.ndarray, T1: np.ndarray) -> np.ndarray:
@@ -773,8 +757,8 @@ class BaseEstimator:
         self, X: np.ndarray, T0: np.ndarray, T1: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """``(point effect, draws)`` from one pass: the model's draws and their mean, or the
-        difference of predictions as a single draw (a bootstrap refit's share of the pool;
-        estimators with standard errors refuse the bootstrap, see ``no_bootstrap_reason``)."""
+        difference of predictions as a single draw (a refit's share of its interval;
+        estimators with standard errors refuse refits, see ``no_bootstrap_reason``)."""
         draws = self._effect_draws(X, T0, T1)
         if draws is None:
             effect = self._predict(X, T1) - self._predict(X, T0)

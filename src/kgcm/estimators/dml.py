@@ -123,6 +123,10 @@ class _DMLBase(RegressorEstimator):
         "the 'model' strategy), and a resample's copies of one unit would land in different "
         "cross-fitting folds, so the nuisances would predict them in-sample."
     )
+    no_parametric_reason: ClassVar[str] = (
+        "EconML's standard errors already carry the estimation uncertainty (its intervals are "
+        "the 'model' strategy)."
+    )
 
     def __init__(
         self,

@@ -530,6 +530,10 @@ class GSTUNet(MemberEnsemble, BaseEstimator):
         "units on one pixel; it bootstraps cells itself (n_bootstrap >= 2 refits weighting "
         "cells), which is its interval."
     )
+    no_parametric_reason: ClassVar[str] = (
+        "its intervals are already a cell bootstrap (n_bootstrap >= 2 refits weighting "
+        "cells), and each parametric refit would refit that bootstrap too."
+    )
 
     def __init__(
         self,

@@ -61,7 +61,7 @@ def fit_estimator(
 ) -> Any:
     """Make the registered estimator ``name`` with ``params`` and the run's ``seed`` and fit it
     on ``(Y, T, X)`` with the ``inference`` strategy; ``cells`` (n, 2) are the units' grid
-    cells, from which the bootstrap draws spatial blocks (None off a grid)."""
+    cells, from which the refitting strategies draw spatial blocks (None off a grid)."""
     from kgcm.estimators import make_estimator
     from kgcm.inference import describe, fit_arguments
 
