@@ -155,15 +155,8 @@ def bootstrap_interval(
     ``full``; the half-width ``t_{R−1}(1 − alpha/2) · sqrt(W + B)``, with W the variance of
     ``full``'s draws, B the variance of the R refits' means and t Student's quantile.
     """
-    from scipy import stats
-
-    if len(refits) < 2:
-        raise InputError(f"bootstrap_interval needs at least 2 refits; got {len(refits)}.")
-    centre = full.mean(axis=0)
-    within = full.var(axis=0, ddof=1) if full.shape[0] > 1 else np.zeros_like(centre)
-    between = np.stack([r.mean(axis=0) for r in refits]).var(axis=0, ddof=1)
-    half = float(stats.t.ppf(1.0 - alpha / 2.0, len(refits) - 1)) * np.sqrt(within + between)
-    return centre - half, centre + half
+    means = _refit_means(refits, "bootstrap_interval")
+    return _t_interval(full, means.var(axis=0, ddof=1), len(refits) - 1, alpha)
 
 
 def parametric_interval(
@@ -178,15 +171,27 @@ def parametric_interval(
     degrees of freedom. Half-width ``t_R(1 − alpha/2) · sqrt(W + E)``, W the variance of
     ``full``'s draws.
     """
+    errors = _refit_means(refits, "parametric_interval") - full.mean(axis=0)
+    return _t_interval(full, np.mean(errors**2, axis=0), len(refits), alpha)
+
+
+def _refit_means(refits: list[np.ndarray], caller: str) -> np.ndarray:
+    """The refits' mean effects stacked ``(R, ...)``; at least 2 refits, or a clear error."""
+    if len(refits) < 2:
+        raise InputError(f"{caller} needs at least 2 refits; got {len(refits)}.")
+    return np.stack([r.mean(axis=0) for r in refits])
+
+
+def _t_interval(
+    full: np.ndarray, spread: np.ndarray, dof: int, alpha: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The full fit's mean effect ± ``t_dof(1 − alpha/2) · sqrt(W + spread)``, W the variance
+    of the full fit's draws (0 for a single draw): the refitting strategies' one shape."""
     from scipy import stats
 
-    if len(refits) < 2:
-        raise InputError(f"parametric_interval needs at least 2 refits; got {len(refits)}.")
     centre = full.mean(axis=0)
     within = full.var(axis=0, ddof=1) if full.shape[0] > 1 else np.zeros_like(centre)
-    errors = np.stack([r.mean(axis=0) for r in refits]) - centre
-    squared = np.mean(errors**2, axis=0)
-    half = float(stats.t.ppf(1.0 - alpha / 2.0, len(refits))) * np.sqrt(within + squared)
+    half = float(stats.t.ppf(1.0 - alpha / 2.0, dof)) * np.sqrt(within + spread)
     return centre - half, centre + half
 
 
