@@ -133,7 +133,10 @@ def test_estimator_without_forecast_names_those_with(panel, name, cls) -> None:
     est.fit(panel["Y"], panel["T"], X=panel["X"])
     T0, T1 = _plans(panel["T"])
     X, Y = panel["X"][:, :K], panel["Y"][:, :K]
-    match = rf"{cls}\w* cannot forecast.*causal-transformer, crn, kgcm-vae, rmsn, zero-effect"
+    match = (
+        rf"{cls}\w* cannot forecast.*causal-transformer, cf-rnn, crn, kgcm-vae, r-crn, rmsn, "
+        r"ts-tarnet, zero-effect"
+    )
     with pytest.raises(InputError, match=match):
         est.effect(X, T0=T0, T1=T1, Y=Y)
     if est.gives_intervals():
@@ -353,6 +356,37 @@ def test_causal_transformer_forecast_survives_save_and_load(panel, tmp_path) -> 
     again = kgcm.load(tmp_path / "ct.kgcm")
     np.testing.assert_array_equal(
         again.effect(X, T0=T0, T1=T1, Y=Y), est.effect(X, T0=T0, T1=T1, Y=Y)
+    )
+
+
+@pytest.mark.parametrize("name", ["r-crn", "cf-rnn", "ts-tarnet"])
+def test_paper_baselines_forecast_with_a_learned_stand_in_for_future_covariates(
+    panel, tmp_path, name
+) -> None:
+    T0, T1 = _plans(panel["T"], shift=2.0)
+    X, Y = panel["X"][:, :K], panel["Y"][:, :K]
+    plain = kgcm.make_estimator(name, **fast_params(name)).fit(panel["Y"], panel["T"], X=panel["X"])
+    with pytest.raises(InputError, match=r"forecast_steps=0.*Refit with forecast_steps=h"):
+        plain.effect(X, T0=T0, T1=T1)
+    est = kgcm.make_estimator(name, **fast_params(name), forecast_steps=4, n_ensemble=2)
+    est.fit(panel["Y"], panel["T"], X=panel["X"])
+    effect, lower, upper = est.effect_with_interval(X, T0=T0, T1=T1)
+    assert effect.shape == lower.shape == (40, 4)
+    assert np.all(lower <= upper) and np.abs(effect).mean() > 1e-3
+    assert not est.effect(X, T0=T0, T1=T0.copy()).any()
+    # the stand-in for the plan's covariates was trained (moved off the covariates' mean)
+    assert all(float(net.unseen.detach().abs().max()) > 0 for net in est.models_)
+    # no outcome is read: Y is optional and changes nothing
+    np.testing.assert_array_equal(est.effect(X, T0=T0, T1=T1, Y=Y + 1.0), effect)
+    # the history's covariates are read: other covariates, another forecast
+    assert np.abs(est.effect(X + 1.0, T0=T0, T1=T1) - effect).max() > 1e-6
+    with pytest.raises(InputError, match=r"runs 6 steps.*forecast_steps=4; refit with"):
+        est.effect(panel["X"][:, : K - 2], T0=T0, T1=T1)
+    with pytest.raises(ConfigError, match=r"forecast_steps must be an integer >= 0"):
+        kgcm.make_estimator(name, forecast_steps=1.5).fit(panel["Y"], panel["T"], X=panel["X"])
+    est.save(tmp_path / "model.kgcm")
+    np.testing.assert_array_equal(
+        kgcm.load(tmp_path / "model.kgcm").effect(X, T0=T0, T1=T1), effect
     )
 
 

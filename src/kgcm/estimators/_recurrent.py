@@ -48,6 +48,7 @@ __all__ = [
     "EncoderDecoder",
     "GaussianHead",
     "NeuralSequenceEstimator",
+    "PlanForecasts",
     "TreatmentFeatures",
     "autoregressive_rollout",
     "check_horizon",
@@ -59,9 +60,11 @@ __all__ = [
     "group_mmd",
     "median_split",
     "mlp",
+    "plan_seen",
     "rollout_val_fn",
     "shift_right",
     "to_tensor",
+    "unseen_tail",
 ]
 
 
@@ -88,6 +91,19 @@ def shift_right(a: torch.Tensor) -> torch.Tensor:
     ``out[:, t] = a[:, t - 1]``.
     """
     return torch.cat([torch.zeros_like(a[:, :1]), a[:, :-1]], dim=1)
+
+
+def unseen_tail(n_units: int, n_steps: int, max_unseen: int, device: Any) -> torch.Tensor:
+    """Training mask ``(n, s)`` of observed covariates: each unit's last ``m`` steps are
+    unobserved (False), ``m`` drawn uniformly from ``0..max_unseen`` per unit, so a model
+    learns to do without the covariates of a plan's steps."""
+    m = torch.randint(0, max_unseen + 1, (n_units, 1), device=device)
+    return torch.arange(n_steps, device=device) < n_steps - m
+
+
+def plan_seen(n_units: int, k: int, n_steps: int, device: Any) -> torch.Tensor:
+    """Forecast mask ``(n, s)``: covariates observed on the ``k`` history steps only."""
+    return (torch.arange(n_steps, device=device) < k).expand(n_units, n_steps)
 
 
 class _GradientReversal(torch.autograd.Function):
@@ -635,11 +651,16 @@ class NeuralSequenceEstimator(MemberEnsemble, BaseEstimator):
 
     # ---- forecasts (estimators whose decoder can run without covariates) ----------------
     def _forecast_member(
-        self, net: nn.Module, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor
+        self, net: nn.Module, x: torch.Tensor, y: torch.Tensor | None, t: torch.Tensor
     ) -> torch.Tensor:
         """Scaled outcomes on the plan steps ``(n, h)`` of one member; see
-        :meth:`EncoderDecoder.forecast`."""
+        :meth:`EncoderDecoder.forecast`. ``y`` is None only where the model reads no
+        outcomes (``_forecast_reads_outcomes`` False)."""
         raise NotImplementedError
+
+    #: a forecast reads the observed outcome history ``Y``; False: the model has no outcome
+    #: input, so ``Y`` may be None (and is not read)
+    _forecast_reads_outcomes: ClassVar[bool] = True
 
     def _check_forecast(self, Y: np.ndarray | None) -> None:
         """Refuse a forecast this fitted model cannot make, saying how to get one."""
@@ -650,7 +671,7 @@ class NeuralSequenceEstimator(MemberEnsemble, BaseEstimator):
                 f"have after the history. Refit with decoder_covariates=False (the paper's "
                 f"decoder, fed treatments and its own predictions) to forecast under a plan."
             )
-        if Y is None:
+        if Y is None and self._forecast_reads_outcomes:
             raise InputError(
                 f"{type(self).__name__} forecasts from the observed history of outcomes as well "
                 f"as covariates; pass Y (n_units, k), the outcomes of the history steps of X."
@@ -663,9 +684,8 @@ class NeuralSequenceEstimator(MemberEnsemble, BaseEstimator):
         """Per member, the forecast under T1 minus under T0: ``(n_members, n, h)`` (the
         members' mean is the effect; their spread the interval with two members or more)."""
         self._check_forecast(Y)
-        assert Y is not None
         x = to_tensor(self._covariates(X))
-        y = to_tensor(self.y_scaler_.transform(Y))
+        y = None if Y is None else to_tensor(self.y_scaler_.transform(Y))
         t0 = to_tensor(self.t_scaler_.transform(T0))
         t1 = to_tensor(self.t_scaler_.transform(T1))
         diffs = []
@@ -705,3 +725,50 @@ class NeuralSequenceEstimator(MemberEnsemble, BaseEstimator):
         self.strict_ = bool(state["strict"])
         self._set_extra_state(state["extra"])
         self._load_members(state)
+
+
+class PlanForecasts:
+    """Forecasts of a model trained to do without covariates it will not have: with
+    ``forecast_steps = h > 0`` each training unit's last ``m`` covariate steps, ``m`` uniform
+    in ``0..h`` (:func:`unseen_tail`), are replaced by a learned stand-in, and a forecast
+    gives the same stand-in for every plan step (:func:`plan_seen`). Mixed in before
+    :class:`NeuralSequenceEstimator` (the Causal Transformer, R-CRN, CF-RNN, TS-TARNet)."""
+
+    forecast_steps: int
+
+    def _check_forecast_steps(self) -> None:
+        f = self.forecast_steps
+        if isinstance(f, bool) or not isinstance(f, int | np.integer) or f < 0:
+            raise ConfigError(
+                f"forecast_steps must be an integer >= 0 (0: no forecasts); got {f!r}."
+            )
+
+    def _training_seen(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The training mask of observed covariates of a batch ``x (n, s, p)``; None when the
+        model is not trained to forecast."""
+        if not self.forecast_steps:
+            return None
+        return unseen_tail(x.shape[0], x.shape[1], int(self.forecast_steps), x.device)
+
+    def _check_forecast(self, Y: np.ndarray | None) -> None:
+        if not self.forecast_steps:
+            raise InputError(
+                f"{type(self).__name__} was fitted with forecast_steps=0: it reads the "
+                "covariates of every step it predicts, which a forecast does not have after "
+                "the history. Refit with forecast_steps=h (h at least the plan's length) to "
+                "forecast."
+            )
+        super()._check_forecast(Y)  # type: ignore[misc]
+
+    def _forecast_effect_draws(
+        self, X: np.ndarray, Y: np.ndarray | None, T0: np.ndarray, T1: np.ndarray
+    ) -> np.ndarray:
+        horizon = T0.shape[1] - X.shape[1]
+        if self.forecast_steps and horizon > self.forecast_steps:
+            raise InputError(
+                f"the plan runs {horizon} steps past the history, but this "
+                f"{type(self).__name__} was trained to forecast at most "
+                f"forecast_steps={self.forecast_steps}; refit with forecast_steps={horizon} "
+                "or shorten the plan."
+            )
+        return super()._forecast_effect_draws(X, Y, T0, T1)  # type: ignore[misc]

@@ -63,14 +63,16 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from kgcm.errors import ConfigError, InputError
+from kgcm.errors import ConfigError
 from kgcm.estimators._recurrent import (
     GaussianHead,
     NeuralSequenceEstimator,
+    PlanForecasts,
     autoregressive_rollout,
     dann_schedule,
     gaussian_log_density,
     mlp,
+    plan_seen,
     rollout_val_fn,
     shift_right,
 )
@@ -228,7 +230,7 @@ class CausalTransformerNet(nn.Module):
         n, k = y.shape
         total = t.shape[1]
         x_all = torch.cat([x, x.new_zeros(n, total - k, x.shape[2])], dim=1)
-        seen = (torch.arange(total, device=t.device) < k).expand(n, total)
+        seen = plan_seen(n, k, total, t.device)
         y_all = torch.cat([y, y.new_zeros(n, total - k)], dim=1)
         t_prev = shift_right(t)
         for s in range(k, total):  # sequential in the plan steps; every unit moves together
@@ -240,7 +242,7 @@ class CausalTransformerNet(nn.Module):
         return y_all[:, k:]
 
 
-class CausalTransformer(NeuralSequenceEstimator):
+class CausalTransformer(PlanForecasts, NeuralSequenceEstimator):
     """Causal Transformer with CDC balancing for a continuous, time-varying treatment.
 
     Parameters
@@ -338,11 +340,7 @@ class CausalTransformer(NeuralSequenceEstimator):
                 f"d_model must be a multiple of n_heads; got d_model={self.d_model} and "
                 f"n_heads={self.n_heads}. Use e.g. d_model={self.n_heads * 16}."
             )
-        f = self.forecast_steps
-        if isinstance(f, bool) or not isinstance(f, int) or f < 0:
-            raise ConfigError(
-                f"forecast_steps must be an integer >= 0 (0: no forecasts); got {f!r}."
-            )
+        self._check_forecast_steps()
         return training
 
     def _build(self) -> CausalTransformerNet:
@@ -362,11 +360,7 @@ class CausalTransformer(NeuralSequenceEstimator):
 
         def loss_fn(batch: dict[str, torch.Tensor], epoch: int):
             x, t, y = batch["x"], batch["t"], batch["y"]
-            seen = None
-            if self.forecast_steps:  # each unit's last m covariates unobserved, m in 0..h
-                m = torch.randint(0, self.forecast_steps + 1, (x.shape[0], 1), device=x.device)
-                seen = torch.arange(x.shape[1], device=x.device) < x.shape[1] - m
-            phi, y_hat = net(x, t, y, seen)
+            phi, y_hat = net(x, t, y, self._training_seen(x))
             outcome = (y_hat - y).pow(2).mean()
             loss, parts = outcome, {"outcome": outcome.item()}
             if self.confusion_weight:
@@ -392,25 +386,6 @@ class CausalTransformer(NeuralSequenceEstimator):
     def _predict_member(self, net: nn.Module, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         assert isinstance(net, CausalTransformerNet)
         return net.rollout(x, t)
-
-    def _check_forecast(self, Y: Any) -> None:
-        if not self.forecast_steps:
-            raise InputError(
-                "CausalTransformer was fitted with forecast_steps=0: it reads the covariates of "
-                "every step it predicts, which a forecast does not have after the history. "
-                "Refit with forecast_steps=h (h at least the plan's length) to forecast."
-            )
-        super()._check_forecast(Y)
-
-    def _forecast_effect_draws(self, X: Any, Y: Any, T0: Any, T1: Any) -> Any:
-        horizon = T0.shape[1] - X.shape[1]
-        if self.forecast_steps and horizon > self.forecast_steps:
-            raise InputError(
-                f"the plan runs {horizon} steps past the history, but this CausalTransformer "
-                f"was trained to forecast at most forecast_steps={self.forecast_steps}; refit "
-                f"with forecast_steps={horizon} or shorten the plan."
-            )
-        return super()._forecast_effect_draws(X, Y, T0, T1)
 
     def _forecast_member(
         self, net: nn.Module, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor

@@ -42,6 +42,13 @@ by a smooth gate :math:`\pi(T) = \sigma((T_t - m) / 0.25)` (scaled units):
 Effects: :math:`\hat\tau_t = f(h_t, e_t(T^1)) - f(h_t, e_t(T^0))`; :math:`h` depends on the
 covariates only.
 
+Forecasts under a plan (``forecast_steps = h > 0``), as the Causal Transformer makes them: the
+encoder is also trained without the covariates of each window's last ``m`` steps, ``m`` uniform
+in ``0..h``, a learned stand-in vector (in scaled covariate units, starting at their mean)
+taking their place. Given a history of ``k`` steps and a plan of at most ``h`` more, the
+encoder reads the history's covariates and then the stand-in, the outcome head the plan's
+treatments (current value and history filter); no outcome is read, so ``Y`` is optional.
+
 The notebooks' exact layer sizes and loss weights are not public beyond this description;
 the choices of cell, treatment-head use and outcome head per model are ours.
 """
@@ -58,11 +65,13 @@ from torch import nn
 from kgcm.estimators._recurrent import (
     GaussianHead,
     NeuralSequenceEstimator,
+    PlanForecasts,
     TreatmentFeatures,
     gaussian_log_density,
     grad_reverse,
     group_mmd,
     mlp,
+    plan_seen,
 )
 from kgcm.estimators.training import TrainingConfig
 from kgcm.losses import warmup
@@ -86,6 +95,7 @@ class PaperBaselineNet(nn.Module):
         outcome_head: str,
         dropout: float,
         threshold: float,
+        forecast: bool = False,
     ) -> None:
         super().__init__()
         rnn = nn.LSTM if cell == "lstm" else nn.GRU
@@ -96,10 +106,25 @@ class PaperBaselineNet(nn.Module):
         n_heads = 2 if outcome_head == "two-head" else 1
         self.heads = nn.ModuleList(mlp([d, hidden, hidden, 1], dropout) for _ in range(n_heads))
         self.threshold = threshold
+        # the covariates of a step that are not observed (a forecast's plan), scaled units
+        self.unseen = nn.Parameter(torch.zeros(n_inputs)) if forecast else None
 
-    def represent(self, x: torch.Tensor) -> torch.Tensor:
-        """Hidden states ``(n, s, hidden)`` from covariates ``(n, s, p)`` (causal)."""
+    def represent(self, x: torch.Tensor, seen: torch.Tensor | None = None) -> torch.Tensor:
+        """Hidden states ``(n, s, hidden)`` from covariates ``(n, s, p)`` (causal); where
+        ``seen`` ``(n, s)`` is False the covariates are the learned ``unseen`` stand-in."""
+        if seen is not None:
+            assert self.unseen is not None
+            x = torch.where(seen.unsqueeze(-1), x, self.unseen)
         return self.rnn(x)[0]
+
+    def forecast(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Outcomes on the plan steps ``(n, h)`` from a history x ``(n, k, p)`` and a path
+        t ``(n, k + h)``: the stand-in replaces the covariates after step k."""
+        n, k, p = x.shape
+        total = t.shape[1]
+        x_all = torch.cat([x, x.new_zeros(n, total - k, p)], dim=1)
+        h = self.represent(x_all, plan_seen(n, k, total, t.device))
+        return self.outcome(h, t)[:, k:]  # the treatment filter reads the history's T too
 
     def outcome(self, h: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """``y_hat (n, s)`` from hidden states and the treatment path ``t (n, s)``."""
@@ -111,7 +136,7 @@ class PaperBaselineNet(nn.Module):
         return (1.0 - gate) * y0 + gate * y1
 
 
-class _PaperBaseline(NeuralSequenceEstimator):
+class _PaperBaseline(PlanForecasts, NeuralSequenceEstimator):
     """Shared estimator of the three paper baselines (see the module docstring).
 
     Parameters
@@ -141,6 +166,10 @@ class _PaperBaseline(NeuralSequenceEstimator):
     n_ensemble : int
         Independently seeded models (seed, seed+1, ...); effects are their mean and, with 2
         or more, ``effect_interval`` gives the member spread.
+    forecast_steps : int
+        0 (default): the encoder reads the covariates of every step and forecasts under a plan
+        are refused. ``h > 0``: it is also trained to do without the covariates of a window's
+        last ``0..h`` steps (module docstring), and forecasts up to ``h`` steps past a history.
     training : TrainingConfig or dict, optional
         Settings of the shared training loop.
 
@@ -153,6 +182,12 @@ class _PaperBaseline(NeuralSequenceEstimator):
         Median of the scaled training treatment (MMD groups, TS-TARNet's gate).
     """
 
+    tags: ClassVar[dict[str, bool]] = {
+        **NeuralSequenceEstimator.tags,
+        "forecast": True,  # with forecast_steps > 0
+    }
+    #: no outcome input: a forecast's ``Y`` is optional and not read
+    _forecast_reads_outcomes: ClassVar[bool] = False
     #: fast settings for the test suite (about a second a fit), shared by the three
     test_params: ClassVar[dict[str, Any]] = {
         "hidden": 8,
@@ -193,6 +228,7 @@ class _PaperBaseline(NeuralSequenceEstimator):
         mmd_warmup: int = 10,
         dropout: float = 0.0,
         n_ensemble: int = 1,
+        forecast_steps: int = 0,
         training: TrainingConfig | Mapping[str, Any] | None = None,
     ) -> None:
         self.seed = seed
@@ -207,7 +243,13 @@ class _PaperBaseline(NeuralSequenceEstimator):
         self.mmd_warmup = mmd_warmup
         self.dropout = dropout
         self.n_ensemble = n_ensemble
+        self.forecast_steps = forecast_steps
         self.training = training
+
+    def _check_params(self) -> TrainingConfig:
+        training = super()._check_params()
+        self._check_forecast_steps()
+        return training
 
     def _build(self) -> PaperBaselineNet:
         return PaperBaselineNet(
@@ -219,12 +261,13 @@ class _PaperBaseline(NeuralSequenceEstimator):
             outcome_head=self.outcome_head,
             dropout=self.dropout,
             threshold=self.threshold_,
+            forecast=self.forecast_steps > 0,
         )
 
     def _loss_fn(self, net: PaperBaselineNet):
         def loss_fn(batch: dict[str, torch.Tensor], epoch: int):
             x, t, y = batch["x"], batch["t"], batch["y"]
-            h = net.represent(x)
+            h = net.represent(x, self._training_seen(x))
             outcome = (net.outcome(h, t) - y).pow(2).mean()
             loss, parts = outcome, {"outcome": outcome.item()}
             if self.treatment_weight:
@@ -256,6 +299,12 @@ class _PaperBaseline(NeuralSequenceEstimator):
     def _predict_member(self, net: nn.Module, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         assert isinstance(net, PaperBaselineNet)
         return net.outcome(net.represent(x), t)
+
+    def _forecast_member(
+        self, net: nn.Module, x: torch.Tensor, y: torch.Tensor | None, t: torch.Tensor
+    ) -> torch.Tensor:
+        assert isinstance(net, PaperBaselineNet)
+        return net.forecast(x, t)
 
 
 class RCRN(_PaperBaseline):
