@@ -378,16 +378,27 @@ def test_paper_baselines_forecast_with_a_learned_stand_in_for_future_covariates(
     assert all(float(net.unseen.detach().abs().max()) > 0 for net in est.models_)
     # no outcome is read: Y is optional and changes nothing
     np.testing.assert_array_equal(est.effect(X, T0=T0, T1=T1, Y=Y + 1.0), effect)
-    # the history's covariates are read: other covariates, another forecast
+    # the history's covariates are read, and so is the history's treatment (the filter of the
+    # plan's first steps reaches back into it): either changed, another forecast
     assert np.abs(est.effect(X + 1.0, T0=T0, T1=T1) - effect).max() > 1e-6
+    T0s, T1s = T0.copy(), T1.copy()
+    T0s[:, :K] += 1.0
+    T1s[:, :K] += 1.0
+    assert np.abs(est.effect(X, T0=T0s, T1=T1s) - effect).max() > 1e-6
     with pytest.raises(InputError, match=r"runs 6 steps.*forecast_steps=4; refit with"):
         est.effect(panel["X"][:, : K - 2], T0=T0, T1=T1)
     with pytest.raises(ConfigError, match=r"forecast_steps must be an integer >= 0"):
         kgcm.make_estimator(name, forecast_steps=1.5).fit(panel["Y"], panel["T"], X=panel["X"])
+    with pytest.raises(ConfigError, match=r"forecast_steps=12 leaves no observed step.*<= 11"):
+        kgcm.make_estimator(name, forecast_steps=12).fit(panel["Y"], panel["T"], X=panel["X"])
     est.save(tmp_path / "model.kgcm")
     np.testing.assert_array_equal(
         kgcm.load(tmp_path / "model.kgcm").effect(X, T0=T0, T1=T1), effect
     )
+    # a NumPy integer setting is saved as a plain number, so the file loads
+    est.forecast_steps = np.int64(4)
+    est.save(tmp_path / "numpy.kgcm")
+    assert kgcm.load(tmp_path / "numpy.kgcm").get_params()["forecast_steps"] == 4
 
 
 @pytest.mark.parametrize("name", ["crn", "rmsn"])

@@ -743,6 +743,16 @@ class PlanForecasts:
                 f"forecast_steps must be an integer >= 0 (0: no forecasts); got {f!r}."
             )
 
+    def _setup(self, training: TrainingConfig, n_features: int) -> None:
+        steps = int(self.n_steps_in_)  # type: ignore[attr-defined]
+        if self.forecast_steps >= steps:
+            raise ConfigError(
+                f"forecast_steps={self.forecast_steps} leaves no observed step in a training "
+                f"window of {steps} steps; use forecast_steps <= {steps - 1} (plans up to that "
+                f"long), or longer windows."
+            )
+        super()._setup(training, n_features)  # type: ignore[misc]
+
     def _training_seen(self, x: torch.Tensor) -> torch.Tensor | None:
         """The training mask of observed covariates of a batch ``x (n, s, p)``; None when the
         model is not trained to forecast."""

@@ -1025,6 +1025,8 @@ def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
             return {str(k): conv(x) for k, x in v.items()}
         if hasattr(v, "to_dict"):
             return conv(v.to_dict())
+        if isinstance(v, np.generic):  # a NumPy scalar (np.int64(4)) as its Python number
+            return v.item()
         return v
 
     return {k: conv(v) for k, v in params.items()}

@@ -47,7 +47,8 @@ encoder is also trained without the covariates of each window's last ``m`` steps
 in ``0..h``, a learned stand-in vector (in scaled covariate units, starting at their mean)
 taking their place. Given a history of ``k`` steps and a plan of at most ``h`` more, the
 encoder reads the history's covariates and then the stand-in, the outcome head the plan's
-treatments (current value and history filter); no outcome is read, so ``Y`` is optional.
+treatments (current value and history filter); no outcome is read, so ``Y`` is optional
+(without covariates, an ``X`` of shape ``(n, k, 0)`` or ``Y`` marks where the history ends).
 
 The notebooks' exact layer sizes and loss weights are not public beyond this description;
 the choices of cell, treatment-head use and outcome head per model are ours.
