@@ -60,7 +60,7 @@ __all__ = [
     "group_mmd",
     "median_split",
     "mlp",
-    "plan_seen",
+    "plan_covariates",
     "rollout_val_fn",
     "shift_right",
     "to_tensor",
@@ -101,9 +101,13 @@ def unseen_tail(n_units: int, n_steps: int, max_unseen: int, device: Any) -> tor
     return torch.arange(n_steps, device=device) < n_steps - m
 
 
-def plan_seen(n_units: int, k: int, n_steps: int, device: Any) -> torch.Tensor:
-    """Forecast mask ``(n, s)``: covariates observed on the ``k`` history steps only."""
-    return (torch.arange(n_steps, device=device) < k).expand(n_units, n_steps)
+def plan_covariates(x: torch.Tensor, n_steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A forecast's covariates: the history ``x (n, k, p)`` padded with zeros to ``n_steps``,
+    and the mask ``(n, n_steps)`` of observed steps (the ``k`` history steps only), where a
+    model reads its learned stand-in instead."""
+    n, k, p = x.shape
+    padded = torch.cat([x, x.new_zeros(n, n_steps - k, p)], dim=1)
+    return padded, (torch.arange(n_steps, device=x.device) < k).expand(n, n_steps)
 
 
 class _GradientReversal(torch.autograd.Function):
@@ -731,7 +735,7 @@ class PlanForecasts:
     """Forecasts of a model trained to do without covariates it will not have: with
     ``forecast_steps = h > 0`` each training unit's last ``m`` covariate steps, ``m`` uniform
     in ``0..h`` (:func:`unseen_tail`), are replaced by a learned stand-in, and a forecast
-    gives the same stand-in for every plan step (:func:`plan_seen`). Mixed in before
+    gives the same stand-in for every plan step (:func:`plan_covariates`). Mixed in before
     :class:`NeuralSequenceEstimator` (the Causal Transformer, R-CRN, CF-RNN, TS-TARNet)."""
 
     forecast_steps: int

@@ -72,7 +72,7 @@ from kgcm.estimators._recurrent import (
     dann_schedule,
     gaussian_log_density,
     mlp,
-    plan_seen,
+    plan_covariates,
     rollout_val_fn,
     shift_right,
 )
@@ -229,8 +229,7 @@ class CausalTransformerNet(nn.Module):
         and a path t ``(n, k + h)``: no covariate token after step k, predictions fed back."""
         n, k = y.shape
         total = t.shape[1]
-        x_all = torch.cat([x, x.new_zeros(n, total - k, x.shape[2])], dim=1)
-        seen = plan_seen(n, k, total, t.device)
+        x_all, seen = plan_covariates(x, total)
         y_all = torch.cat([y, y.new_zeros(n, total - k)], dim=1)
         t_prev = shift_right(t)
         for s in range(k, total):  # sequential in the plan steps; every unit moves together

@@ -72,7 +72,7 @@ from kgcm.estimators._recurrent import (
     grad_reverse,
     group_mmd,
     mlp,
-    plan_seen,
+    plan_covariates,
 )
 from kgcm.estimators.training import TrainingConfig
 from kgcm.losses import warmup
@@ -121,11 +121,8 @@ class PaperBaselineNet(nn.Module):
     def forecast(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Outcomes on the plan steps ``(n, h)`` from a history x ``(n, k, p)`` and a path
         t ``(n, k + h)``: the stand-in replaces the covariates after step k."""
-        n, k, p = x.shape
-        total = t.shape[1]
-        x_all = torch.cat([x, x.new_zeros(n, total - k, p)], dim=1)
-        h = self.represent(x_all, plan_seen(n, k, total, t.device))
-        return self.outcome(h, t)[:, k:]  # the treatment filter reads the history's T too
+        h = self.represent(*plan_covariates(x, t.shape[1]))
+        return self.outcome(h, t)[:, x.shape[1] :]  # the treatment filter reads the history's T too
 
     def outcome(self, h: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """``y_hat (n, s)`` from hidden states and the treatment path ``t (n, s)``."""
